@@ -18,7 +18,9 @@ export interface FreshDatabase {
   drop(): Promise<void>;
 }
 
-export async function createDatabase(opts: { serverUrl?: string; label?: string } = {}): Promise<FreshDatabase> {
+export async function createDatabase(
+  opts: { serverUrl?: string; label?: string } = {},
+): Promise<FreshDatabase> {
   if (!opts.serverUrl) {
     const pglite = await PGlite.create({ extensions: { vector } });
     const sql = new PgliteExecutor(pglite);

@@ -1,0 +1,86 @@
+import { AutoSubscribe, defineAgent, type JobContext, type JobProcess, voice } from '@livekit/agents';
+import * as silero from '@livekit/agents-plugin-silero';
+import {
+  type RemoteTrack,
+  type RemoteTrackPublication,
+  type RemoteVideoTrack,
+  RoomEvent,
+  TrackKind,
+  TrackSource,
+} from '@livekit/rtc-node';
+import { loadConfig } from '../config.js';
+import { jobLogger, rootLogger } from '../log.js';
+import { parseJobMetadata } from './metadata.js';
+import { createModels } from './models.js';
+import { createRuntime, type WorkerRuntime } from './runtime.js';
+import { prepareSession } from './session.js';
+import { type FrameSource, VideoSampler } from './video.js';
+
+interface ProcessData extends Record<string, unknown> {
+  runtime: WorkerRuntime;
+  vad: Awaited<ReturnType<typeof silero.VAD.load>>;
+}
+
+/** The latest frame of whichever camera or screen share the user publishes. */
+class UserVideo implements FrameSource {
+  sampler: VideoSampler | undefined;
+  latest() {
+    return this.sampler?.latest();
+  }
+}
+
+export default defineAgent<ProcessData>({
+  // Runs once in every job process, before it takes a job: what every job needs.
+  prewarm: async (proc: JobProcess<ProcessData>) => {
+    const config = loadConfig();
+    rootLogger.level = config.logLevel;
+    proc.userData.runtime = createRuntime(config, rootLogger);
+    proc.userData.vad = await silero.VAD.load();
+  },
+
+  entry: async (ctx: JobContext<ProcessData>) => {
+    const { runtime, vad } = ctx.proc.userData;
+    const metadata = parseJobMetadata(ctx.job.metadata);
+    const log = jobLogger(runtime.log, {
+      clientId: metadata.clientId,
+      agentSlug: metadata.agentSlug,
+      jobId: ctx.job.id,
+      roomName: ctx.job.room?.name,
+    });
+    const video = new UserVideo();
+    // Planned before connecting: the plan decides what to subscribe to.
+    const prepared = await prepareSession(runtime, metadata, log, { video });
+    const { plan } = prepared;
+    ctx.addShutdownCallback(async () => {
+      video.sampler?.close();
+      await prepared.close();
+    });
+
+    const subscribe = plan.video.enabled
+      ? AutoSubscribe.SUBSCRIBE_ALL
+      : plan.audio.enabled
+        ? AutoSubscribe.AUDIO_ONLY
+        : AutoSubscribe.SUBSCRIBE_NONE;
+    await ctx.connect(undefined, subscribe);
+    if (plan.video.enabled) {
+      ctx.room.on(RoomEvent.TrackSubscribed, (track: RemoteTrack, publication: RemoteTrackPublication) => {
+        if (track.kind !== TrackKind.KIND_VIDEO) return;
+        const source = publication.source;
+        if (source !== TrackSource.SOURCE_CAMERA && source !== TrackSource.SOURCE_SCREENSHARE) return;
+        video.sampler?.close();
+        video.sampler = new VideoSampler(track as RemoteVideoTrack);
+        log.info({ source }, 'sampling the user video for the sidekick');
+      });
+    }
+
+    const models = createModels(runtime.config, plan);
+    const session = new voice.AgentSession({ ...models, ...(plan.audio.enabled ? { vad } : {}) });
+    prepared.attach(session);
+    await session.start({
+      agent: prepared.agent,
+      room: ctx.room,
+      inputOptions: { audioEnabled: plan.audio.enabled, textEnabled: plan.text.enabled, videoEnabled: false },
+      outputOptions: { audioEnabled: plan.audio.enabled, transcriptionEnabled: true },
+    });
+  },
+});

@@ -1,0 +1,47 @@
+/**
+ * Why a job is refused before or while its session is planned. Each carries a stable `code` (for
+ * the dispatcher's logs) and a message that names the field or record to fix.
+ */
+export abstract class SessionRefusedError extends Error {
+  abstract readonly code: string;
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export interface MetadataIssue {
+  /** The metadata field, e.g. `client_id`, or `metadata` for the document as a whole. */
+  field: string;
+  problem: string;
+}
+
+export class InvalidJobMetadataError extends SessionRefusedError {
+  readonly code = 'invalid_job_metadata';
+  constructor(readonly issues: MetadataIssue[]) {
+    super(`invalid job metadata: ${issues.map((i) => `${i.field}: ${i.problem}`).join('; ')}`);
+  }
+}
+
+export class SidekickNotFoundError extends SessionRefusedError {
+  readonly code = 'sidekick_not_found';
+  constructor(clientId: string, agentSlug: string) {
+    super(`client ${clientId} has no sidekick with agent_slug "${agentSlug}": check the job's agent_slug`);
+  }
+}
+
+export class SidekickLimitError extends SessionRefusedError {
+  readonly code = 'sidekick_over_limit';
+  constructor(clientId: string, agentSlug: string, max: number) {
+    super(
+      `sidekick "${agentSlug}" of client ${clientId} is beyond the client's limit of ${max} sidekick(s) (its oldest ${max} stay usable): remove sidekicks or upgrade the tier`,
+    );
+  }
+}
+
+export class NoChannelAllowedError extends SessionRefusedError {
+  readonly code = 'no_channel_allowed';
+  constructor(clientId: string, agentSlug: string, reasons: string) {
+    super(`sidekick "${agentSlug}" of client ${clientId} may use neither voice nor text: ${reasons}`);
+  }
+}

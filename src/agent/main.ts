@@ -1,0 +1,73 @@
+import { fileURLToPath } from 'node:url';
+import { cli, ServerOptions } from '@livekit/agents';
+import { type Config, ConfigError, loadConfig } from '../config.js';
+import { rootLogger } from '../log.js';
+import { startStack } from '../stack/stack.js';
+import { waitForLiveKit } from './livekit-wait.js';
+import { requestHandler } from './request.js';
+import { createRuntime } from './runtime.js';
+
+/**
+ * The worker: `npm start` (production) or `npm run dev`. With no PLATFORM_SUPABASE_URL it first
+ * starts the embedded local stack with the demo clients, so it runs with no configuration at all.
+ */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  rootLogger.level = config.logLevel;
+  const log = rootLogger;
+
+  if (config.platform.mode === 'embedded') {
+    log.info('no PLATFORM_SUPABASE_URL: starting the embedded local stack with demo clients');
+    const stack = await startStack({ seed: true, serverUrl: config.stack.postgresUrl ?? undefined });
+    // Job processes are forked from this one and read their config from the environment.
+    Object.assign(process.env, {
+      PLATFORM_SUPABASE_URL: stack.platform.url,
+      PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
+    });
+    config = loadConfig();
+    const demo = stack.demo!;
+    log.info(
+      {
+        startup_ms: Math.round(stack.startupMs),
+        adventurers: demo.adventurers.map((c) => `${c.clientId} (${c.agentSlug})`),
+        champion: `${demo.champion.clientId} (${demo.champion.agentSlug})`,
+        user_id: demo.userId,
+      },
+      'embedded stack ready with demo clients',
+    );
+    const stop = () => void stack.stop().finally(() => process.exit(0));
+    process.once('exit', () => void stack.stop());
+    process.once('SIGINT', stop);
+  }
+
+  const runtime = createRuntime(config, log);
+  await waitForLiveKit(config.livekit.url, log);
+  cli.runApp(
+    new ServerOptions({
+      // Source under tsx (npm run dev/start) or compiled dist/ (the container).
+      agent: fileURLToPath(
+        new URL(`./entrypoint.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
+      ),
+      agentName: config.agentName,
+      requestFunc: requestHandler(runtime.connections, log, config.agentName),
+      wsURL: config.livekit.url,
+      apiKey: config.livekit.apiKey,
+      apiSecret: config.livekit.apiSecret,
+      port: config.healthPort,
+      production: config.nodeEnv === 'production',
+      // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
+      drainTimeout: 15 * 60 * 1000,
+    }),
+  );
+}
+
+await main();

@@ -1,0 +1,48 @@
+import type { JobRequest } from '@livekit/agents';
+import type { Logger } from 'pino';
+import type { ClientConnectionManager } from '../tenancy/connections.js';
+import { TenancyError } from '../tenancy/errors.js';
+import { SessionRefusedError } from './errors.js';
+import { parseJobMetadata } from './metadata.js';
+import { loadSidekick } from './session-plan.js';
+
+export type JobDecision = { accept: true } | { accept: false; code: string; reason: string };
+
+/**
+ * Whether to take a job, decided before any room is joined: metadata must be valid, the client
+ * known, ready and its sidekick within the client's limits. A database that cannot answer is not a
+ * reason to refuse: the session starts degraded rather than leaving the user without a sidekick.
+ */
+export async function decideJob(
+  metadataJson: string | undefined,
+  connections: ClientConnectionManager,
+): Promise<JobDecision> {
+  try {
+    const metadata = parseJobMetadata(metadataJson);
+    const connection = await connections.forClient(metadata.clientId);
+    await loadSidekick(connection, metadata.agentSlug);
+    return { accept: true };
+  } catch (err) {
+    // Without the platform's record nobody knows where the data lives: refuse, the dispatcher retries.
+    if (err instanceof SessionRefusedError || err instanceof TenancyError) {
+      return { accept: false, code: err.code, reason: err.message };
+    }
+    return { accept: true };
+  }
+}
+
+/** LiveKit's requestFunc: accept or reject, with the reason logged. */
+export function requestHandler(connections: ClientConnectionManager, log: Logger, agentName: string) {
+  return async (req: JobRequest): Promise<void> => {
+    const decision = await decideJob(req.job.metadata, connections);
+    if (decision.accept) {
+      await req.accept(agentName);
+      return;
+    }
+    log.warn(
+      { job_id: req.job.id, room: req.room?.name, code: decision.code, reason: decision.reason },
+      'job rejected',
+    );
+    await req.reject();
+  };
+}

@@ -1,0 +1,118 @@
+import { llm, voice } from '@livekit/agents';
+import type { Logger } from 'pino';
+import type { ContextManager, TurnContext } from '../context/context-manager.js';
+import type { TranscriptStore } from '../context/transcripts.js';
+import type { SessionPlan } from './session-plan.js';
+import type { FrameSource } from './video.js';
+
+export interface SidekickDeps {
+  plan: SessionPlan;
+  /** Absent when the client's database is unreachable at start: the sidekick still talks. */
+  context: ContextManager | undefined;
+  transcripts: TranscriptStore | undefined;
+  userId: string | undefined;
+  conversationId: string;
+  /** The user overview read at session start, folded into the instructions. */
+  overview: Record<string, unknown>;
+  /** The user's camera or screen share, when the plan allows video. */
+  video?: FrameSource | undefined;
+  log: Logger;
+}
+
+/** The sidekick's instructions: its own system prompt, then what we know of the user. */
+export function buildInstructions(plan: SessionPlan, overview: Record<string, unknown>): string {
+  const facts = Object.entries(overview).map(
+    ([k, v]) => `- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`,
+  );
+  return facts.length
+    ? `${plan.sidekick.instructions}\n\nWhat you know about the person you are talking to:\n${facts.join('\n')}`
+    : plan.sidekick.instructions;
+}
+
+/**
+ * The voice.Agent of one session. Before each reply it adds, for that turn only, the context the
+ * ContextManager found for the user's last message (documents, earlier conversations), and the
+ * latest video frame where the plan allows video. This happens in llmNode, which both the audio
+ * pipeline and text `session.run()` go through (onUserTurnCompleted is audio-only). The lookup is
+ * started by prefetch() as soon as the final transcript arrives, so it overlaps end-of-turn delay.
+ */
+export class Sidekick extends voice.Agent {
+  private pending: { text: string; context: Promise<TurnContext | undefined> } | undefined;
+  /** What the last reply was given, for logs and tests. */
+  lastTurnContext: TurnContext | undefined;
+
+  constructor(private readonly deps: SidekickDeps) {
+    super({ instructions: buildInstructions(deps.plan, deps.overview) });
+  }
+
+  override async onEnter(): Promise<void> {
+    const greeting = this.deps.plan.sidekick.greeting;
+    if (greeting) this.session.say(greeting);
+  }
+
+  /** Starts the context lookup for a final user transcript; llmNode picks it up. */
+  prefetch(text: string): void {
+    if (!this.deps.context || !text.trim()) return;
+    this.pending = { text: text.trim(), context: this.lookup(text.trim()) };
+  }
+
+  override async llmNode(
+    chatCtx: llm.ChatContext,
+    toolCtx: llm.ToolContext,
+    modelSettings: voice.ModelSettings,
+  ): Promise<ReadableStream<llm.ChatChunk | string> | null> {
+    const ctx = chatCtx.copy();
+    const items = ctx.items;
+    const userIndex = items.findLastIndex((i) => i.type === 'message' && i.role === 'user');
+    const userMessage = userIndex >= 0 ? (items[userIndex] as llm.ChatMessage) : undefined;
+    const text = userMessage?.textContent?.trim();
+    if (userMessage && text) {
+      const pending = this.pending;
+      this.pending = undefined;
+      const turn = await (pending?.text === text ? pending.context : this.lookup(text));
+      this.lastTurnContext = turn;
+      const frame = this.deps.video?.latest();
+      // A new message object, so neither the context nor the image stays in the session history.
+      items[userIndex] = llm.ChatMessage.create({
+        id: userMessage.id,
+        role: 'user',
+        createdAt: userMessage.createdAt,
+        content: [
+          ...userMessage.content,
+          ...(frame ? [llm.createImageContent({ image: frame, inferenceDetail: 'auto' })] : []),
+        ],
+      });
+      if (turn?.text) {
+        items.splice(
+          userIndex,
+          0,
+          llm.ChatMessage.create({
+            role: 'system',
+            content: [
+              `Context for the next reply (use it if relevant; do not mention this note):\n${turn.text}`,
+            ],
+            createdAt: userMessage.createdAt - 1,
+          }),
+        );
+      }
+    }
+    return voice.Agent.default.llmNode(this, ctx, toolCtx, modelSettings);
+  }
+
+  private async lookup(text: string): Promise<TurnContext | undefined> {
+    const { context, plan, userId, conversationId, log } = this.deps;
+    if (!context) return undefined;
+    try {
+      return await context.retrieve({
+        query: text,
+        agentSlug: plan.sidekick.slug,
+        agentId: plan.sidekick.id,
+        userId,
+        conversationId,
+      });
+    } catch (err) {
+      log.warn({ reason: (err as Error).message }, 'context lookup failed; replying without it');
+      return undefined;
+    }
+  }
+}

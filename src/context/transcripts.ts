@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import pRetry from 'p-retry';
+import type { Logger } from 'pino';
+import type { TenantQuery } from '../tenancy/tenant-query.js';
+import type { Embedder } from './embeddings.js';
+import { vectorLiteral } from './embeddings.js';
+
+export type TurnRole = 'user' | 'assistant' | 'system' | 'tool';
+
+export interface Turn {
+  role: TurnRole;
+  content: string;
+  /** Identifies the turn; generated when absent. Retries of one turn never create a second row. */
+  turnId?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface TranscriptStoreOptions {
+  /**
+   * Where the client's data lives now. Asked again before every attempt, so that a client whose
+   * tier move switched databases mid-session has its held-back turns written to the new place.
+   */
+  resolveDb: () => Promise<TenantQuery>;
+  /** Called when a write was refused or failed, e.g. to drop a cached platform record. */
+  onWriteFailure?: (err: Error) => void;
+  embedder: Embedder;
+  conversation: { id: string; agentId: string; userId: string | null };
+  log: Logger;
+  batchSize: number;
+  /** Turns held in memory at most; beyond it the oldest are dropped (and counted). */
+  maxBuffered: number;
+  /** After close(), how long unwritten turns keep being retried before they are dropped. */
+  graceMs: number;
+  retry?: { minMs: number; maxMs: number };
+}
+
+export interface TranscriptStats {
+  written: number;
+  pending: number;
+  dropped: number;
+  failedAttempts: number;
+}
+
+interface PendingRow {
+  id: string;
+  role: TurnRole;
+  content: string;
+  turn_id: string;
+  metadata: Record<string, unknown>;
+  created_at: string;
+}
+
+/**
+ * Writes each turn to conversation_transcripts (with its embedding) off the hot path: add() only
+ * queues; a background loop writes in batches, creating the conversation row first, and retries
+ * with backoff while the database is unreachable or refuses writes (a tier move fences them).
+ * Every row carries an id made here and is written with ON CONFLICT DO NOTHING, so a retry after a
+ * lost reply never duplicates a turn. close() flushes, retrying for `graceMs`; what is still
+ * unwritten then is dropped, counted and logged (without its text).
+ */
+export class TranscriptStore {
+  private readonly queue: PendingRow[] = [];
+  private conversationCreated = false;
+  private loop: Promise<void> | undefined;
+  private closing = false;
+  private readonly abort = new AbortController();
+  readonly stats: TranscriptStats = { written: 0, pending: 0, dropped: 0, failedAttempts: 0 };
+
+  constructor(private readonly opts: TranscriptStoreOptions) {}
+
+  add(turn: Turn): void {
+    if (this.closing) {
+      this.opts.log.warn({ role: turn.role }, 'turn added after the transcript store closed; dropped');
+      this.stats.dropped++;
+      return;
+    }
+    this.queue.push({
+      id: randomUUID(),
+      role: turn.role,
+      content: turn.content,
+      turn_id: turn.turnId ?? randomUUID(),
+      metadata: turn.metadata ?? {},
+      created_at: new Date().toISOString(),
+    });
+    if (this.queue.length > this.opts.maxBuffered) {
+      const overflow = this.queue.splice(0, this.queue.length - this.opts.maxBuffered);
+      this.stats.dropped += overflow.length;
+      this.opts.log.error({ dropped: overflow.length }, 'transcript buffer full; oldest turns dropped');
+    }
+    this.stats.pending = this.queue.length;
+    this.kick();
+  }
+
+  /** Resolves when everything queued so far has been written (or close() gave up on it). */
+  async flush(): Promise<void> {
+    while (this.loop) await this.loop;
+  }
+
+  /** Flushes, retrying for the grace period; then drops what is left. Returns the final stats. */
+  async close(): Promise<TranscriptStats> {
+    this.closing = true;
+    const timer = setTimeout(() => this.abort.abort(), this.opts.graceMs);
+    try {
+      this.kick();
+      await this.flush();
+    } finally {
+      clearTimeout(timer);
+    }
+    if (this.queue.length) {
+      this.stats.dropped += this.queue.length;
+      this.opts.log.error(
+        { dropped: this.queue.length, conversation_id: this.opts.conversation.id },
+        'transcript turns could not be written within the grace period; dropped',
+      );
+      this.queue.length = 0;
+    }
+    this.stats.pending = 0;
+    return { ...this.stats };
+  }
+
+  private kick(): void {
+    if (this.loop || this.queue.length === 0) return;
+    this.loop = this.drain().finally(() => {
+      this.loop = undefined;
+      // Turns added while the last batch was in flight.
+      if (this.queue.length && !this.abort.signal.aborted) this.kick();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length && !this.abort.signal.aborted) {
+      const batch = this.queue.slice(0, this.opts.batchSize);
+      try {
+        await pRetry(() => this.write(batch), {
+          retries: Number.POSITIVE_INFINITY,
+          minTimeout: this.opts.retry?.minMs ?? 200,
+          maxTimeout: this.opts.retry?.maxMs ?? 5000,
+          randomize: true,
+          signal: this.abort.signal,
+          onFailedAttempt: ({ error, attemptNumber }) => {
+            this.stats.failedAttempts++;
+            this.opts.onWriteFailure?.(error);
+            this.opts.log.warn(
+              { attempt: attemptNumber, reason: error.message, pending: this.queue.length },
+              'transcript write failed; will retry',
+            );
+          },
+        });
+      } catch {
+        return; // aborted: close() counts what is left
+      }
+      this.queue.splice(0, batch.length);
+      this.stats.written += batch.length;
+      this.stats.pending = this.queue.length;
+    }
+  }
+
+  private async write(batch: PendingRow[]): Promise<void> {
+    const db = await this.opts.resolveDb();
+    const { conversation } = this.opts;
+    if (!this.conversationCreated) {
+      const { error } = await db
+        .from('conversations')
+        .upsert(
+          { id: conversation.id, agent_id: conversation.agentId, user_id: conversation.userId },
+          { onConflict: 'id', ignoreDuplicates: true },
+        );
+      if (error) throw new Error(`creating conversation: ${error.message}`);
+      this.conversationCreated = true;
+    }
+    const embeddings = await this.embed(batch);
+    const rows = batch.map((row, i) => ({
+      ...row,
+      conversation_id: conversation.id,
+      agent_id: conversation.agentId,
+      user_id: conversation.userId,
+      embeddings: embeddings?.[i] ? vectorLiteral(embeddings[i]) : null,
+    }));
+    const { error } = await db
+      .from('conversation_transcripts')
+      .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
+    if (error) {
+      // A request that never reached PostgREST has no code; a refusal has one. Both are retried:
+      // the fence of a tier move is temporary, and the database may come back.
+      throw new Error(
+        `writing ${rows.length} transcript turns: ${error.message}${error.code ? ` (${error.code})` : ''}`,
+      );
+    }
+  }
+
+  /** Embeddings make turns findable later; a turn without one is still worth keeping. */
+  private async embed(batch: PendingRow[]): Promise<number[][] | undefined> {
+    try {
+      return await this.opts.embedder.embed(batch.map((r) => r.content));
+    } catch (err) {
+      this.opts.log.warn(
+        { reason: (err as Error).message },
+        'embedding transcript turns failed; stored without',
+      );
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import { Command } from 'commander';
+import { startStack } from './stack.js';
+
+/**
+ * `npm run stack [-- --seed]`: the local Supabase-compatible stack as a command. Prints the stack as
+ * KEY=value lines (pipe them into an env file), then `stack ready`, and runs until interrupted.
+ */
+const program = new Command('stack')
+  .description(
+    'Start the local stack: platform, one shared pool and one dedicated project (PGlite + PostgREST)',
+  )
+  .option(
+    '--seed',
+    'register demo clients: two adventurers in the pool, one champion on the dedicated project',
+  )
+  .option('--port <n>', 'gateway port of the platform; the pool and dedicated use the next two', '54321')
+  .option(
+    '--postgres-url <url>',
+    'run the databases on this real PostgreSQL server (superuser URL) instead of PGlite',
+  )
+  .parse();
+
+const opts = program.opts<{ seed?: boolean; port: string; postgresUrl?: string }>();
+const basePort = Number(opts.port);
+if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65533) {
+  console.error(`--port: expected a port number, got "${opts.port}"`);
+  process.exit(2);
+}
+
+try {
+  const stack = await startStack({
+    seed: opts.seed ?? false,
+    basePort,
+    serverUrl: opts.postgresUrl ?? process.env.STACK_POSTGRES_URL ?? undefined,
+  });
+  for (const [k, v] of Object.entries(stack.env())) console.log(`${k}=${v}`);
+  const rssMb = Math.round(process.memoryUsage().rss / 1024 / 1024);
+  console.error(`# started in ${Math.round(stack.startupMs)} ms, resident memory ${rssMb} MB`);
+  console.log('stack ready');
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    console.error('# stopping the stack');
+    await stack.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+} catch (err) {
+  console.error(`stack failed to start: ${(err as Error).message}`);
+  process.exit(1);
+}

