@@ -50,7 +50,9 @@ async function main(): Promise<void> {
   }
 
   const runtime = createRuntime(config, log);
-  await waitForLiveKit(config.livekit.url, log);
+  // Only says what the worker waits for; the worker itself keeps retrying, with its health
+  // endpoint up (503 until connected) so probes see a live process that is not ready yet.
+  void waitForLiveKit(config.livekit.url, log);
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -66,6 +68,7 @@ async function main(): Promise<void> {
       production: config.nodeEnv === 'production',
       // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
       drainTimeout: 15 * 60 * 1000,
+      maxRetry: Number.MAX_SAFE_INTEGER,
     }),
   );
 }

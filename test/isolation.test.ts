@@ -1,0 +1,848 @@
+/**
+ * The isolation matrix of the shared pool: client A, holding its own tenant JWT, tries every read and
+ * write on every pool table and every RPC against client B, through supabase-js and the real
+ * PostgREST like production. After each probe the pool is compared, as superuser behind PostgREST's
+ * back, with a snapshot taken before: B's rows (count and content) and every other row unchanged.
+ *
+ * The matrix is generated from TABLES × operations. Each refused write is meaningful: its payload
+ * is valid in every other respect (references stay inside the target client, the sidekick limit is
+ * lifted, moved rows have no dependents), and the controls at the end prove that B itself could
+ * have written it, so only isolation can have refused it.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { vectorLiteral } from '../src/context/embeddings.js';
+import type { LocalStack } from '../src/stack/stack.js';
+import { createSupabase, type SupabaseClient } from '../src/tenancy/supabase.js';
+import { type TenantSigningKey, TenantTokenMinter } from '../src/tenancy/tokens.js';
+import { startTestStack } from './support/stack.js';
+
+type Row = Record<string, unknown>;
+
+type TableName =
+  | 'agents'
+  | 'documents'
+  | 'document_chunks'
+  | 'agent_documents'
+  | 'conversations'
+  | 'conversation_transcripts'
+  | 'user_overviews'
+  | 'pool_clients';
+
+/** One client of the pool, as the probes need it. */
+interface Tenant {
+  label: 'A' | 'B';
+  id: string;
+  agentId: string;
+  agentSlug: string;
+  /** A seeded document that has chunks. */
+  documentId: string;
+  /** A document no agent links to (a new agent_documents row may link it). */
+  freeDocumentId: string;
+  conversationId: string;
+  /** Per table, one row nothing references: what a probe tries to move to the other client. */
+  leaf: Record<TableName, string>;
+}
+
+interface TableSpec {
+  name: TableName;
+  /** Primary key column. */
+  pk: 'id' | 'client_id';
+  /** A new row of client `c`, valid in every respect (references stay inside `c`). */
+  newRow(c: Tenant): Row;
+  /** A change of content for an existing row. */
+  touch: Row;
+}
+
+const short = () => randomBytes(4).toString('hex');
+
+const TABLES: TableSpec[] = [
+  {
+    name: 'agents',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, name: 'probe', slug: `probe-${short()}` }),
+    touch: { system_prompt: 'pwned' },
+  },
+  {
+    name: 'documents',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, title: 'probe', content: 'probe' }),
+    touch: { content: 'pwned' },
+  },
+  {
+    name: 'document_chunks',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, document_id: c.documentId, chunk_index: 99, content: 'probe' }),
+    touch: { content: 'pwned' },
+  },
+  {
+    name: 'agent_documents',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, agent_id: c.agentId, document_id: c.freeDocumentId }),
+    touch: { enabled: false },
+  },
+  {
+    name: 'conversations',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, agent_id: c.agentId, user_id: randomUUID(), title: 'probe' }),
+    touch: { title: 'pwned' },
+  },
+  {
+    name: 'conversation_transcripts',
+    pk: 'id',
+    newRow: (c) => ({
+      client_id: c.id,
+      conversation_id: c.conversationId,
+      agent_id: c.agentId,
+      user_id: randomUUID(),
+      role: 'user',
+      content: 'probe',
+    }),
+    touch: { content: 'pwned' },
+  },
+  {
+    name: 'user_overviews',
+    pk: 'id',
+    newRow: (c) => ({ client_id: c.id, user_id: randomUUID(), agent_id: c.agentId, sections: { probe: 1 } }),
+    touch: { sections: { pwned: true } },
+  },
+  {
+    // Not a tenant-writable table: a tenant reads its own row (limit, fence) and writes nothing.
+    // Its key is client_id, so "upsert onto B's ids with A's client_id" is the same request as with B's.
+    name: 'pool_clients',
+    pk: 'client_id',
+    newRow: (c) => ({ client_id: c.id, max_sidekicks: 7, write_fence: 'moved' }),
+    touch: { write_fence: 'moved' },
+  },
+];
+
+/** The tables a tenant may write its own rows to (the controls prove the payloads valid there). */
+const TENANT_TABLES = TABLES.filter((t) => t.name !== 'pool_clients');
+
+// ---------------------------------------------------------------------------------------------
+// Stack, fixtures, snapshot
+
+let stack: LocalStack;
+let A: Tenant;
+let B: Tenant;
+let userId: string;
+/** The pool before the probes: "table client_id pk" → md5 of the whole row. */
+let baseline: Snapshot;
+const counts = { probes: 0, controls: 0 };
+/** What each operation got back, per credential: "status code" of the refusals and results. */
+const outcomes = new Map<string, Set<string>>();
+
+type Snapshot = Record<string, string>;
+
+async function snapshot(): Promise<Snapshot> {
+  const union = TABLES.map(
+    (t) => `SELECT '${t.name}' AS t, client_id::text AS c, ${t.pk}::text AS k, md5(x::text) AS h FROM ${t.name} x`,
+  ).join('\nUNION ALL ');
+  const rows = await stack.pool.sql.query<{ t: string; c: string; k: string; h: string }>(
+    `${union}\nORDER BY 1, 2, 3`,
+  );
+  return Object.fromEntries(rows.map((r) => [`${r.t} ${r.c} ${r.k}`, r.h]));
+}
+
+function ofClient(snap: Snapshot, c: Tenant): Snapshot {
+  return Object.fromEntries(Object.entries(snap).filter(([k]) => k.split(' ')[1] === c.id));
+}
+
+/** Primary keys of `c`'s rows in `table`, sorted (from the baseline; the probes change nothing). */
+function idsOf(table: TableName, c?: Tenant): string[] {
+  return Object.keys(baseline)
+    .map((k) => k.split(' '))
+    .filter(([t, client]) => t === table && (!c || client === c.id))
+    .map(([, , id]) => id!)
+    .sort();
+}
+
+/** The invariant after every probe: B's rows are what they were, and so is every other row. */
+async function expectPoolUnchanged(): Promise<void> {
+  const now = await snapshot();
+  expect(ofClient(now, B), "B's rows (count and content)").toEqual(ofClient(baseline, B));
+  expect(now, 'every row of the pool').toEqual(baseline);
+}
+
+async function seedLeaves(c: Omit<Tenant, 'leaf' | 'freeDocumentId'>, label: string) {
+  const sql = stack.pool.sql;
+  const one = async (q: string, params: unknown[]) => (await sql.query<{ id: string }>(q, params))[0]!.id;
+  const agent = await one(
+    `INSERT INTO agents (client_id, name, slug) VALUES ($1, 'leaf', $2) RETURNING id`,
+    [c.id, `leaf-${label}`],
+  );
+  const freeDoc = await one(
+    `INSERT INTO documents (client_id, title, content) VALUES ($1, 'free', 'unlinked') RETURNING id`,
+    [c.id],
+  );
+  const linkedDoc = await one(
+    `INSERT INTO documents (client_id, title, content) VALUES ($1, 'linked', 'linked') RETURNING id`,
+    [c.id],
+  );
+  const link = await one(
+    `INSERT INTO agent_documents (client_id, agent_id, document_id) VALUES ($1, $2, $3) RETURNING id`,
+    [c.id, c.agentId, linkedDoc],
+  );
+  const chunk = await one(
+    `INSERT INTO document_chunks (client_id, document_id, chunk_index, content) VALUES ($1, $2, 50, 'leaf') RETURNING id`,
+    [c.id, c.documentId],
+  );
+  const conversation = await one(
+    `INSERT INTO conversations (client_id, agent_id, user_id, title) VALUES ($1, $2, $3, 'leaf') RETURNING id`,
+    [c.id, c.agentId, userId],
+  );
+  const transcript = await one(
+    `INSERT INTO conversation_transcripts (client_id, conversation_id, agent_id, user_id, role, content)
+     VALUES ($1, $2, $3, $4, 'assistant', 'leaf') RETURNING id`,
+    [c.id, c.conversationId, c.agentId, userId],
+  );
+  const overview = await one(
+    `INSERT INTO user_overviews (client_id, user_id, agent_id, sections) VALUES ($1, $2, $3, '{"leaf": true}') RETURNING id`,
+    [c.id, randomUUID(), c.agentId],
+  );
+  // The free document stays free: nothing references it, so it is also the documents leaf.
+  const leaf: Record<TableName, string> = {
+    agents: agent,
+    documents: freeDoc,
+    document_chunks: chunk,
+    agent_documents: link,
+    conversations: conversation,
+    conversation_transcripts: transcript,
+    user_overviews: overview,
+    pool_clients: c.id,
+  };
+  return { ...c, freeDocumentId: freeDoc, leaf };
+}
+
+beforeAll(async () => {
+  stack = await startTestStack();
+  const demo = stack.demo!;
+  userId = demo.userId;
+  // The seed's sidekick limit (1) would refuse new agents of either client for a reason other than
+  // isolation, and mask what RLS does: lift it for this file.
+  await stack.pool.sql.query('UPDATE pool_clients SET max_sidekicks = NULL');
+  const tenants: Tenant[] = [];
+  for (const [i, d] of demo.adventurers.slice(0, 2).entries()) {
+    const label = i === 0 ? 'A' : 'B';
+    const [doc] = await stack.pool.sql.query<{ id: string }>(
+      'SELECT document_id AS id FROM document_chunks WHERE client_id = $1 ORDER BY document_id LIMIT 1',
+      [d.clientId],
+    );
+    tenants.push(
+      await seedLeaves(
+        {
+          label,
+          id: d.clientId,
+          agentId: d.agentId,
+          agentSlug: d.agentSlug,
+          documentId: doc!.id,
+          conversationId: d.conversationId,
+        },
+        label,
+      ),
+    );
+  }
+  [A, B] = tenants as [Tenant, Tenant];
+  baseline = await snapshot();
+  // Both clients have rows in every table, so every probe has something to aim at.
+  for (const t of TABLES) {
+    for (const c of [A, B]) expect(idsOf(t.name, c).length, `${c.label}'s ${t.name}`).toBeGreaterThan(0);
+  }
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  if (counts.probes > 0) {
+    const lines = [...outcomes].map(([op, seen]) => `  ${op}: ${[...seen].sort().join(', ')}`);
+    console.log(`isolation outcomes:\n${lines.join('\n')}`);
+    console.log(`isolation controls: ${counts.controls}`);
+    console.log(`isolation probes: ${counts.probes}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Clients and results
+
+/**
+ * A supabase-js client of the pool with `apikey` = `key` and the given bearer token (null: no
+ * Authorization header at all, so the gateway falls back to the API key, as Supabase's does).
+ * Every request it makes counts as one probe (or one control).
+ */
+function poolClient(key: string, bearer: string | null, counter: keyof typeof counts = 'probes'): SupabaseClient {
+  return createSupabase(stack.pool.url, key, {
+    fetch: (input, init) => {
+      counts[counter]++;
+      const headers = new Headers(init?.headers);
+      if (bearer === null) headers.delete('Authorization');
+      else headers.set('Authorization', `Bearer ${bearer}`);
+      return fetch(input, { ...init, headers });
+    },
+  });
+}
+
+/** What every supabase-js request resolves to, as far as the probes look. */
+interface Res {
+  data: unknown;
+  error: { code?: string; message: string } | null;
+  status: number;
+}
+
+const rowsOf = (res: Res): Row[] => (Array.isArray(res.data) ? (res.data as Row[]) : []);
+const describeRes = (res: Res) =>
+  res.error ? `${res.status} ${res.error.code ?? ''} ${res.error.message}` : `${res.status} ${JSON.stringify(res.data)}`;
+
+function note(key: string, res: Res): void {
+  const seen = outcomes.get(key) ?? new Set<string>();
+  seen.add(res.error ? `${res.status} ${res.error.code ?? '?'}` : `${res.status} ${rowsOf(res).length} row(s)`);
+  outcomes.set(key, seen);
+}
+
+/** Refused: an error, or nothing written / returned. The snapshot check then proves nothing changed. */
+function expectRefused(res: Res, what: string): void {
+  expect(res.error !== null || rowsOf(res).length === 0, `${what} went through: ${describeRes(res)}`).toBe(true);
+}
+
+const ids = (rows: Row[], col: string) => rows.map((r) => String(r[col])).sort();
+const without = (row: Row, col: string): Row => Object.fromEntries(Object.entries(row).filter(([k]) => k !== col));
+
+// ---------------------------------------------------------------------------------------------
+// The operations
+
+interface Probe {
+  db: SupabaseClient;
+  t: TableSpec;
+  /** The caller's own client (A), and the victim (B). */
+  me: Tenant;
+  other: Tenant;
+  /** Records an outcome under this operation. */
+  note(res: Res): void;
+}
+
+interface Op {
+  title: string;
+  run(p: Probe): Promise<void>;
+}
+
+/** A's operations with A's tenant token. */
+const TENANT_OPS: Op[] = [
+  {
+    title: 'select all: exactly its own rows',
+    async run({ db, t, me, note }) {
+      const res = await db.from(t.name).select(`${t.pk}, client_id`);
+      note(res);
+      expect(res.error).toBeNull();
+      expect(new Set(rowsOf(res).map((r) => r.client_id))).toEqual(new Set([me.id]));
+      expect(ids(rowsOf(res), t.pk)).toEqual(idsOf(t.name, me));
+    },
+  },
+  {
+    title: "select filtered by B's client_id: nothing",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).select('*').eq('client_id', other.id);
+      note(res);
+      expect(res.error).toBeNull();
+      expect(res.data).toEqual([]);
+    },
+  },
+  {
+    title: "select B's rows by id: nothing",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).select('*').in(t.pk, idsOf(t.name, other));
+      note(res);
+      expect(res.error).toBeNull();
+      expect(res.data).toEqual([]);
+    },
+  },
+  {
+    title: 'insert a row tagged B: refused',
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).insert(t.newRow(other)).select();
+      note(res);
+      expectRefused(res, 'insert tagged B');
+    },
+  },
+  {
+    title: 'insert a row without client_id: refused',
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).insert(without(t.newRow(other), 'client_id')).select();
+      note(res);
+      expectRefused(res, 'insert without client_id');
+    },
+  },
+  {
+    title: 'update its own row setting client_id to B (moving it to B): refused',
+    async run({ db, t, me, other, note }) {
+      const res = await db.from(t.name).update(t.newRow(other)).eq(t.pk, me.leaf[t.name]).select();
+      note(res);
+      expectRefused(res, 'move to B');
+    },
+  },
+  {
+    title: "update B's rows by id: nothing changes",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).update(t.touch).in(t.pk, idsOf(t.name, other)).select();
+      note(res);
+      expectRefused(res, "update of B's rows");
+    },
+  },
+  {
+    title: "update filtered by B's client_id: nothing changes",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).update(t.touch).eq('client_id', other.id).select();
+      note(res);
+      expectRefused(res, "update of B's rows");
+    },
+  },
+  {
+    title: "upsert onto each of B's ids with its own client_id: refused",
+    async run({ db, t, me, other, note }) {
+      for (const id of idsOf(t.name, other)) {
+        const res = await db
+          .from(t.name)
+          .upsert({ ...t.newRow(me), [t.pk]: id })
+          .select();
+        note(res);
+        expectRefused(res, `upsert onto ${t.name} ${id}`);
+      }
+    },
+  },
+  {
+    title: "upsert onto each of B's ids with B's client_id: refused",
+    async run({ db, t, other, note }) {
+      for (const id of idsOf(t.name, other)) {
+        const res = await db
+          .from(t.name)
+          .upsert({ ...t.newRow(other), [t.pk]: id })
+          .select();
+        note(res);
+        expectRefused(res, `upsert onto ${t.name} ${id}`);
+      }
+    },
+  },
+  {
+    title: "delete B's rows by id: nothing deleted",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).delete().in(t.pk, idsOf(t.name, other)).select();
+      note(res);
+      expectRefused(res, "delete of B's rows");
+    },
+  },
+  {
+    title: "delete filtered by B's client_id: nothing deleted",
+    async run({ db, t, other, note }) {
+      const res = await db.from(t.name).delete().eq('client_id', other.id).select();
+      note(res);
+      expectRefused(res, "delete of B's rows");
+    },
+  },
+];
+
+/** The anon key alone: no tenant, no rows. `me`/`other` are just A and B here. */
+const ANON_OPS: Op[] = [
+  {
+    title: 'select all: nothing',
+    async run({ db, t, note }) {
+      const res = await db.from(t.name).select('*');
+      note(res);
+      expect(rowsOf(res)).toEqual([]);
+    },
+  },
+  {
+    title: "select filtered by a client's id: nothing",
+    async run({ db, t, me, other, note }) {
+      for (const c of [me, other]) {
+        const res = await db.from(t.name).select('*').eq('client_id', c.id);
+        note(res);
+        expect(rowsOf(res)).toEqual([]);
+      }
+    },
+  },
+  {
+    title: 'insert rows tagged A and B: refused',
+    async run({ db, t, me, other, note }) {
+      for (const c of [me, other]) {
+        const res = await db.from(t.name).insert(t.newRow(c)).select();
+        note(res);
+        expectRefused(res, `anon insert tagged ${c.label}`);
+      }
+    },
+  },
+  {
+    title: 'update all rows by id: refused',
+    async run({ db, t, note }) {
+      const res = await db.from(t.name).update(t.touch).in(t.pk, idsOf(t.name)).select();
+      note(res);
+      expectRefused(res, 'anon update');
+    },
+  },
+  {
+    title: 'upsert onto the leaf ids of A and B: refused',
+    async run({ db, t, me, other, note }) {
+      for (const c of [me, other]) {
+        const res = await db
+          .from(t.name)
+          .upsert({ ...t.newRow(c), [t.pk]: c.leaf[t.name] })
+          .select();
+        note(res);
+        expectRefused(res, `anon upsert onto ${c.label}`);
+      }
+    },
+  },
+  {
+    title: 'delete all rows by id: refused',
+    async run({ db, t, note }) {
+      const res = await db.from(t.name).delete().in(t.pk, idsOf(t.name)).select();
+      note(res);
+      expectRefused(res, 'anon delete');
+    },
+  },
+];
+
+const SERVICE_OPS: Op[] = [
+  {
+    title: "select all: every row, both clients'",
+    async run({ db, t, me, other, note }) {
+      const res = await db.from(t.name).select(`${t.pk}, client_id`);
+      note(res);
+      expect(res.error).toBeNull();
+      expect(ids(rowsOf(res), t.pk)).toEqual(idsOf(t.name));
+      expect(new Set(rowsOf(res).map((r) => r.client_id))).toEqual(new Set([me.id, other.id]));
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+// The RPCs
+
+const QUERY_VECTOR = vectorLiteral(Array.from({ length: 1024 }, (_, i) => Math.sin(i + 1)));
+
+interface RpcSpec {
+  name: string;
+  /** Arguments asking for `data`'s rows (its sidekick, its user), with p_client_id = `clientId`. */
+  args(clientId: string | null, data: Tenant): Row;
+  /** What the RPC returns for client c, computed as superuser. */
+  expected(c: Tenant): Promise<unknown>;
+  /** The response in the shape of `expected`. */
+  normalize(data: unknown): unknown;
+  /** What "nothing" looks like. */
+  empty: unknown;
+}
+
+const idList = (data: unknown) => (Array.isArray(data) ? ids(data as Row[], 'id') : data);
+
+const RPCS: RpcSpec[] = [
+  {
+    name: 'match_documents',
+    args: (clientId, c) => ({
+      p_client_id: clientId,
+      p_query_embedding: QUERY_VECTOR,
+      p_agent_slug: c.agentSlug,
+      p_match_threshold: -2,
+      p_match_count: 1000,
+    }),
+    async expected(c) {
+      const rows = await stack.pool.sql.query<Row>(
+        `SELECT dc.id::text AS id FROM document_chunks dc
+           JOIN agent_documents ad ON ad.client_id = dc.client_id AND ad.document_id = dc.document_id AND ad.enabled
+           JOIN agents a ON a.client_id = ad.client_id AND a.id = ad.agent_id
+          WHERE dc.client_id = $1 AND a.slug = $2 AND dc.embeddings IS NOT NULL`,
+        [c.id, c.agentSlug],
+      );
+      return ids(rows, 'id');
+    },
+    normalize: idList,
+    empty: [],
+  },
+  {
+    name: 'match_conversation_transcripts_secure',
+    args: (clientId, c) => ({
+      p_client_id: clientId,
+      p_query_embedding: QUERY_VECTOR,
+      p_agent_slug: c.agentSlug,
+      p_user_id: userId,
+      p_match_threshold: -2,
+      p_match_count: 1000,
+      p_exclude_conversation_id: null,
+    }),
+    async expected(c) {
+      const rows = await stack.pool.sql.query<Row>(
+        `SELECT ct.id::text AS id FROM conversation_transcripts ct
+           JOIN agents a ON a.client_id = ct.client_id AND a.id = ct.agent_id
+          WHERE ct.client_id = $1 AND a.slug = $2 AND ct.user_id = $3 AND ct.embeddings IS NOT NULL`,
+        [c.id, c.agentSlug, userId],
+      );
+      return ids(rows, 'id');
+    },
+    normalize: idList,
+    empty: [],
+  },
+  {
+    name: 'get_user_overview_for_agent',
+    args: (clientId, c) => ({ p_client_id: clientId, p_user_id: userId, p_agent_id: c.agentId }),
+    async expected(c) {
+      const [row] = await stack.pool.sql.query<{ sections: unknown }>(
+        'SELECT sections FROM user_overviews WHERE client_id = $1 AND user_id = $2 AND agent_id = $3',
+        [c.id, userId, c.agentId],
+      );
+      return row!.sections;
+    },
+    normalize: (data) => data,
+    empty: {},
+  },
+];
+
+interface RpcProbe {
+  db: SupabaseClient;
+  rpc: RpcSpec;
+  me: Tenant;
+  other: Tenant;
+  note(res: Res): void;
+}
+
+interface RpcOp {
+  title: string;
+  run(p: RpcProbe): Promise<void>;
+}
+
+async function expectOwnData(p: RpcProbe, clientId: string, c: Tenant): Promise<void> {
+  const res = await p.db.rpc(p.rpc.name, p.rpc.args(clientId, c));
+  p.note(res);
+  expect(res.error, describeRes(res)).toBeNull();
+  const expected = await p.rpc.expected(c);
+  expect(expected).not.toEqual(p.rpc.empty);
+  expect(p.rpc.normalize(res.data)).toEqual(expected);
+}
+
+async function expectRpcRefused(p: RpcProbe, clientId: string | null, c: Tenant): Promise<void> {
+  const res = await p.db.rpc(p.rpc.name, p.rpc.args(clientId, c));
+  p.note(res);
+  expect(res.error, `${p.rpc.name} answered: ${describeRes(res)}`).not.toBeNull();
+  expect(res.data).toBeNull();
+}
+
+const TENANT_RPC_OPS: RpcOp[] = [
+  { title: 'p_client_id = A: exactly its own data', run: (p) => expectOwnData(p, p.me.id, p.me) },
+  { title: 'p_client_id = B: refused', run: (p) => expectRpcRefused(p, p.other.id, p.other) },
+  { title: 'p_client_id = null: refused', run: (p) => expectRpcRefused(p, null, p.other) },
+  {
+    title: "p_client_id = A with B's sidekick and user data: nothing",
+    async run(p) {
+      const res = await p.db.rpc(p.rpc.name, p.rpc.args(p.me.id, p.other));
+      p.note(res);
+      expect(res.error, describeRes(res)).toBeNull();
+      expect(p.rpc.normalize(res.data)).toEqual(p.rpc.empty);
+    },
+  },
+];
+
+const ANON_RPC_OPS: RpcOp[] = [
+  { title: 'p_client_id = A: refused', run: (p) => expectRpcRefused(p, p.me.id, p.me) },
+  { title: 'p_client_id = B: refused', run: (p) => expectRpcRefused(p, p.other.id, p.other) },
+];
+
+const SERVICE_RPC_OPS: RpcOp[] = [
+  { title: "p_client_id = A: A's data", run: (p) => expectOwnData(p, p.me.id, p.me) },
+  { title: "p_client_id = B: B's data", run: (p) => expectOwnData(p, p.other.id, p.other) },
+];
+
+// ---------------------------------------------------------------------------------------------
+// The matrix, one describe per credential kind
+
+/** Runs `ops` on every table and `rpcOps` on every RPC with the client `db()` builds. */
+function matrix(credential: string, db: () => SupabaseClient, ops: Op[], rpcOps: RpcOp[]): void {
+  describe.each(TABLES)('$name', (t) => {
+    it.each(ops)('$title', async (op) => {
+      await op.run({ db: db(), t, me: A, other: B, note: (res) => note(`${credential} | ${op.title}`, res) });
+      await expectPoolUnchanged();
+    });
+  });
+  describe.each(RPCS)('rpc $name', (rpc) => {
+    it.each(rpcOps)('$title', async (op) => {
+      await op.run({ db: db(), rpc, me: A, other: B, note: (res) => note(`${credential} | rpc ${op.title}`, res) });
+      await expectPoolUnchanged();
+    });
+  });
+}
+
+interface TokenKind {
+  alg: 'HS256' | 'ES256';
+  signing(): TenantSigningKey;
+}
+
+const TOKEN_KINDS: TokenKind[] = [
+  { alg: 'HS256', signing: () => ({ alg: 'HS256', secret: stack.pool.jwtSecret }) },
+  {
+    alg: 'ES256',
+    signing: () => {
+      const privateJwk = stack.pool.keys.es256PrivateJwk;
+      return { alg: 'ES256', privateJwk, kid: String(privateJwk.kid) };
+    },
+  },
+];
+
+describe.each(TOKEN_KINDS)("A's tenant token ($alg): walled off from B", (kind) => {
+  let a: SupabaseClient;
+  beforeAll(async () => {
+    const token = await new TenantTokenMinter(kind.signing(), { ttlSeconds: 300 }).tokenFor(A.id);
+    a = poolClient(stack.pool.anonKey, token);
+  });
+  matrix(`tenant ${kind.alg}`, () => a, TENANT_OPS, TENANT_RPC_OPS);
+});
+
+describe('the anon key alone (no bearer token): nothing readable, nothing writable', () => {
+  let anon: SupabaseClient;
+  beforeAll(() => {
+    anon = poolClient(stack.pool.anonKey, null);
+  });
+  matrix('anon', () => anon, ANON_OPS, ANON_RPC_OPS);
+});
+
+describe('the service role key: everything readable', () => {
+  let service: SupabaseClient;
+  beforeAll(() => {
+    service = poolClient(stack.pool.serviceRoleKey, stack.pool.serviceRoleKey);
+  });
+  matrix('service_role', () => service, SERVICE_OPS, SERVICE_RPC_OPS);
+});
+
+describe('an authenticated token without a client_id claim: no tenant, no rows', () => {
+  let db: SupabaseClient;
+  beforeAll(async () => {
+    const token = await new SignJWT({ role: 'authenticated' })
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(A.id)
+      .setIssuedAt()
+      .setExpirationTime('5m')
+      .sign(new TextEncoder().encode(stack.pool.jwtSecret));
+    db = poolClient(stack.pool.anonKey, token);
+  });
+  // The same probes as the anon key: the role is `authenticated`, but it is nobody's tenant.
+  matrix('no client_id claim', () => db, ANON_OPS, ANON_RPC_OPS);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Forged tokens: PostgREST rejects them (401) before any SQL runs
+
+const b64url = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+interface Forged {
+  title: string;
+  token(): Promise<string>;
+}
+
+const FORGED: Forged[] = [
+  {
+    title: 'HS256 signed with a wrong secret',
+    token: () =>
+      new TenantTokenMinter(
+        { alg: 'HS256', secret: randomBytes(32).toString('base64url') },
+        { ttlSeconds: 300 },
+      ).tokenFor(A.id),
+  },
+  {
+    title: "ES256 signed with another key under the pool's kid",
+    async token() {
+      const kid = String(stack.pool.keys.es256PrivateJwk.kid);
+      const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+      const privateJwk = { ...(await exportJWK(privateKey)), kid };
+      return new TenantTokenMinter({ alg: 'ES256', privateJwk, kid }, { ttlSeconds: 300 }).tokenFor(A.id);
+    },
+  },
+  {
+    title: 'HS256 with the right secret, expired an hour ago',
+    token: () =>
+      new TenantTokenMinter(
+        { alg: 'HS256', secret: stack.pool.jwtSecret },
+        { ttlSeconds: 300, now: () => Date.now() - 3_600_000 },
+      ).tokenFor(A.id),
+  },
+  {
+    title: 'unsigned (alg none)',
+    token: async () =>
+      `${b64url({ alg: 'none', typ: 'JWT' })}.${b64url({
+        role: 'authenticated',
+        client_id: B.id,
+        exp: Math.floor(Date.now() / 1000) + 300,
+      })}.`,
+  },
+  {
+    title: 'service_role claimed, signed with a wrong secret',
+    token: () =>
+      new SignJWT({ role: 'service_role' })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+        .setExpirationTime('5m')
+        .sign(randomBytes(32)),
+  },
+];
+
+describe('forged or expired tokens: rejected with 401', () => {
+  it.each(FORGED)('$title', async (f) => {
+    const db = poolClient(stack.pool.anonKey, await f.token());
+    const key = `forged | ${f.title}`;
+    const requests: Array<() => PromiseLike<Res>> = [
+      () => db.from('documents').select('*'),
+      () => db.from('documents').select('*').eq('client_id', B.id),
+      () => db.from('documents').insert(TABLES[1]!.newRow(B)).select(),
+      () => db.from('documents').update({ content: 'pwned' }).eq('client_id', B.id).select(),
+      () => db.from('documents').delete().eq('client_id', B.id).select(),
+      () => db.rpc('get_user_overview_for_agent', RPCS[2]!.args(B.id, B)),
+    ];
+    for (const send of requests) {
+      const res = await send();
+      note(key, res);
+      expect(res.status, describeRes(res)).toBe(401);
+      expect(res.data).toBeNull();
+    }
+    await expectPoolUnchanged();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Controls: the refused payloads were valid, so isolation (not a constraint) refused them
+
+describe('controls: what A was refused, the owner could do', () => {
+  let b: SupabaseClient;
+  beforeAll(async () => {
+    const token = await new TenantTokenMinter(TOKEN_KINDS[0]!.signing(), { ttlSeconds: 300 }).tokenFor(B.id);
+    b = poolClient(stack.pool.anonKey, token, 'controls');
+  });
+
+  it.each(TENANT_TABLES)("B inserts the row A tried to tag B, and deletes it ($name)", async (t) => {
+    const ins = await b.from(t.name).insert(t.newRow(B)).select(`${t.pk}, client_id`);
+    expect(ins.error, describeRes(ins)).toBeNull();
+    expect(rowsOf(ins)).toEqual([{ [t.pk]: expect.any(String), client_id: B.id }]);
+    const del = await b.from(t.name).delete().eq(t.pk, String(rowsOf(ins)[0]![t.pk])).select(t.pk);
+    expect(del.error, describeRes(del)).toBeNull();
+    expect(rowsOf(del)).toHaveLength(1);
+    await expectPoolUnchanged();
+  });
+
+  it.each(TENANT_TABLES)(
+    "the move A tried passes every constraint (as superuser, rolled back) ($name)",
+    async (t) => {
+      // The exact patch of the move probe, applied as superuser (no RLS, no fence) in a statement that
+      // then raises, so it is rolled back: only the tenant's identity made the difference.
+      const patch = JSON.stringify(t.newRow(B)).replaceAll("'", "''");
+      const cols = Object.keys(t.newRow(B)).join(', ');
+      const err = await stack.pool.sql
+        .exec(
+          `DO $ctl$
+           DECLARE n integer;
+           BEGIN
+             UPDATE ${t.name} SET (${cols}) = (SELECT ${cols} FROM jsonb_populate_record(NULL::${t.name}, '${patch}'::jsonb))
+              WHERE ${t.pk} = '${A.leaf[t.name]}';
+             GET DIAGNOSTICS n = ROW_COUNT;
+             RAISE EXCEPTION 'control rolled back: % row(s) moved', n;
+           END $ctl$`,
+        )
+        .then(
+          () => new Error('the control statement did not raise'),
+          (e: unknown) => e as Error,
+        );
+      expect(err.message).toContain('control rolled back: 1 row(s) moved');
+      counts.controls++;
+      await expectPoolUnchanged();
+    },
+  );
+});
