@@ -5,7 +5,7 @@ import { rootLogger } from '../log.js';
 import { startStack } from '../stack/stack.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
-import { createRuntime } from './runtime.js';
+import { createEmbedder, createRuntime } from './runtime.js';
 
 /**
  * The worker: `npm start` (production) or `npm run dev`. With no PLATFORM_SUPABASE_URL it first
@@ -27,7 +27,12 @@ async function main(): Promise<void> {
 
   if (config.platform.mode === 'embedded') {
     log.info('no PLATFORM_SUPABASE_URL: starting the embedded local stack with demo clients');
-    const stack = await startStack({ seed: true, serverUrl: config.stack.postgresUrl ?? undefined });
+    // Demo documents are embedded with the worker's own embedder, so retrieval matches its queries.
+    const stack = await startStack({
+      seed: true,
+      serverUrl: config.stack.postgresUrl ?? undefined,
+      embedder: createEmbedder(config),
+    });
     // Job processes are forked from this one and read their config from the environment.
     Object.assign(process.env, {
       PLATFORM_SUPABASE_URL: stack.platform.url,
