@@ -80,7 +80,9 @@ BEGIN
   v_client := CASE WHEN TG_OP = 'DELETE' THEN OLD.client_id ELSE NEW.client_id END;
   SELECT write_fence INTO v_fence FROM pool_clients WHERE client_id = v_client;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'client % is not registered in this pool', v_client USING ERRCODE = '23503';
+    -- Also what a stale worker meets after cleanup removed a moved client: retryable, like the fence.
+    RAISE EXCEPTION 'client % is not registered in this pool', v_client
+      USING ERRCODE = '55000', HINT = 'look the client up again in the platform database';
   ELSIF v_fence = 'fenced' THEN
     RAISE EXCEPTION 'writes for client % are fenced: tier move in progress, retry later', v_client
       USING ERRCODE = '55000';

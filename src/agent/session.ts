@@ -149,7 +149,7 @@ export async function prepareSession(
         const item = ev.item;
         if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
         const text = item.textContent?.trim();
-        if (text) transcripts.add({ role: item.role, content: text, turnId: item.id });
+        if (text) transcripts.add({ role: item.role, content: text, metadata: { livekit_item_id: item.id } });
       });
       session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
         if (ev.isFinal) agent.prefetch(ev.transcript);

@@ -50,6 +50,23 @@ interface PendingRow {
   created_at: string;
 }
 
+/** The database refused these rows for good (bad data, a broken reference): retrying cannot help. */
+class RejectedWriteError extends Error {}
+
+/**
+ * Worth retrying: no SQLSTATE at all (the request never got an answer: network, timeout, a
+ * gateway error), connection and resource trouble, serialization failures, and 55000, which the
+ * pool raises while a client's tier move has its writes fenced. Anything else is final.
+ */
+function writeError(what: string, error: { message: string; code?: string }): Error {
+  const code = error.code || undefined;
+  const message = `${what}: ${error.message}${code ? ` (${code})` : ''}`;
+  const retryable =
+    !code ||
+    (code.startsWith('PGRST') ? code <= 'PGRST003' : ['08', '40', '53', '55', '57', '58'].includes(code.slice(0, 2)));
+  return retryable ? new Error(message) : new RejectedWriteError(message);
+}
+
 /**
  * Writes each turn to conversation_transcripts (with its embedding) off the hot path: add() only
  * queues; a background loop writes in batches, creating the conversation row first, and retries
@@ -130,28 +147,53 @@ export class TranscriptStore {
   private async drain(): Promise<void> {
     while (this.queue.length && !this.abort.signal.aborted) {
       const batch = this.queue.slice(0, this.opts.batchSize);
-      try {
-        await pRetry(() => this.write(batch), {
-          retries: Number.POSITIVE_INFINITY,
-          minTimeout: this.opts.retry?.minMs ?? 200,
-          maxTimeout: this.opts.retry?.maxMs ?? 5000,
-          randomize: true,
-          signal: this.abort.signal,
-          onFailedAttempt: ({ error, attemptNumber }) => {
-            this.stats.failedAttempts++;
-            this.opts.onWriteFailure?.(error);
-            this.opts.log.warn(
-              { attempt: attemptNumber, reason: error.message, pending: this.queue.length },
-              'transcript write failed; will retry',
-            );
-          },
-        });
-      } catch {
-        return; // aborted: close() counts what is left
+      const outcome = await this.writeWithRetry(batch);
+      if (outcome === 'rejected' && batch.length > 1) {
+        // One bad row must not sink the others: write them one by one, drop only the bad ones.
+        for (const row of batch) {
+          if ((await this.writeWithRetry([row])) === 'aborted') return;
+          this.queue.shift();
+        }
+      } else if (outcome === 'aborted') {
+        return; // close() counts what is left
+      } else {
+        this.queue.splice(0, batch.length);
       }
-      this.queue.splice(0, batch.length);
-      this.stats.written += batch.length;
       this.stats.pending = this.queue.length;
+    }
+  }
+
+  private async writeWithRetry(rows: PendingRow[]): Promise<'written' | 'rejected' | 'aborted'> {
+    try {
+      await pRetry(() => this.write(rows), {
+        retries: Number.POSITIVE_INFINITY,
+        minTimeout: this.opts.retry?.minMs ?? 200,
+        maxTimeout: this.opts.retry?.maxMs ?? 5000,
+        randomize: true,
+        signal: this.abort.signal,
+        shouldRetry: ({ error }) => !(error instanceof RejectedWriteError),
+        onFailedAttempt: ({ error, attemptNumber }) => {
+          if (error instanceof RejectedWriteError) return;
+          this.stats.failedAttempts++;
+          this.opts.onWriteFailure?.(error);
+          this.opts.log.warn(
+            { attempt: attemptNumber, reason: error.message, pending: this.queue.length },
+            'transcript write failed; will retry',
+          );
+        },
+      });
+      this.stats.written += rows.length;
+      return 'written';
+    } catch (err) {
+      if (!(err instanceof RejectedWriteError)) return 'aborted';
+      if (rows.length === 1) {
+        this.stats.dropped++;
+        this.opts.log.error(
+          { reason: err.message, turn_id: rows[0]!.turn_id },
+          'transcript turn rejected by the database; dropped',
+        );
+      }
+      return 'rejected';
     }
   }
 
@@ -165,7 +207,7 @@ export class TranscriptStore {
           { id: conversation.id, agent_id: conversation.agentId, user_id: conversation.userId },
           { onConflict: 'id', ignoreDuplicates: true },
         );
-      if (error) throw new Error(`creating conversation: ${error.message}`);
+      if (error) throw writeError('creating the conversation', error);
       this.conversationCreated = true;
     }
     const embeddings = await this.embed(batch);
@@ -179,13 +221,7 @@ export class TranscriptStore {
     const { error } = await db
       .from('conversation_transcripts')
       .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
-    if (error) {
-      // A request that never reached PostgREST has no code; a refusal has one. Both are retried:
-      // the fence of a tier move is temporary, and the database may come back.
-      throw new Error(
-        `writing ${rows.length} transcript turns: ${error.message}${error.code ? ` (${error.code})` : ''}`,
-      );
-    }
+    if (error) throw writeError(`writing ${rows.length} transcript turns`, error);
   }
 
   /** Embeddings make turns findable later; a turn without one is still worth keeping. */
