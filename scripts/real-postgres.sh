@@ -82,6 +82,20 @@ flock -w 900 9 || die "another real-postgres.sh run still holds /tmp/real-postgr
 as_postgres() { (cd / && runuser -u postgres -- "$@"); }
 psql_do() { "$PGBIN/psql" -X -v ON_ERROR_STOP=1 -qAt "$@"; }
 
+# pg_ctl start leaves the postmaster with every file descriptor it inherits. Close all but
+# stdin/stdout/stderr first, so that the server holds neither the lock file (which would block
+# the next run) nor the caller's stdout (which would hang URL=$(bash real-postgres.sh)).
+start_server() {
+  (
+    cd /
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec runuser -u postgres -- "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start </dev/null >&2
+  )
+}
+
 server_running() { [ -f "$DATA/PG_VERSION" ] && as_postgres "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; }
 
 # Refuse to delete a directory this script did not create.
@@ -300,7 +314,7 @@ HBA
   chown postgres:postgres "$DATA/$MARKER" "$DATA/pg_hba.conf"
 
   say "starting PostgreSQL on 127.0.0.1:$port"
-  as_postgres "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w -t 60 start >&2 ||
+  start_server ||
     die "the server in $DATA did not start; last lines of $DATA/server.log: $(tail -n 5 "$DATA/server.log" 2>/dev/null)"
   wait_ready "$port"
 

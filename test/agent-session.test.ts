@@ -232,3 +232,23 @@ describe('a client database that is down', () => {
     expect(rows.map((r) => r.content)).toContain('Can I still plan a trip?');
   });
 });
+
+describe('sidekick chat (terminal, no LiveKit)', () => {
+  it('holds a text conversation through the same session code and stores it', async () => {
+    const { PassThrough } = await import('node:stream');
+    const { runChat } = await import('../src/agent/chat.js');
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let printed = '';
+    output.on('data', (d) => {
+      printed += String(d);
+    });
+    input.end('What tyre pressure should my road bike have?\n/quit\n');
+    const stats = await runChat(runtime, metadata(A()), log, { input, output });
+    expect(stats).toMatchObject({ turns: 1, dropped: 0 });
+    expect(printed).toContain('Hi, I am the Acme Bikes guide');
+    expect(printed).toContain('You said: What tyre pressure should my road bike have?');
+    const sent = JSON.stringify(openai.chatRequests().at(-1)!.body.messages);
+    expect(sent).toContain('Road bike tyres run at 80 to 100 psi');
+  });
+});

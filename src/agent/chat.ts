@@ -1,0 +1,57 @@
+import { createInterface } from 'node:readline/promises';
+import { initializeLogger, voice } from '@livekit/agents';
+import type { Logger } from 'pino';
+import type { JobMetadata } from './metadata.js';
+import { createModels } from './models.js';
+import type { WorkerRuntime } from './runtime.js';
+import { prepareSession } from './session.js';
+
+/**
+ * `sidekick chat`: a text conversation in the terminal through the same session code, tenancy and
+ * context as a LiveKit job, without LiveKit: only an OpenAI-compatible endpoint is needed.
+ * Returns when the input ends (Ctrl-D) or the user types /quit.
+ */
+export async function runChat(
+  runtime: WorkerRuntime,
+  metadata: JobMetadata,
+  log: Logger,
+  io: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream } = {
+    input: process.stdin,
+    output: process.stdout,
+  },
+): Promise<{ turns: number; written: number; dropped: number }> {
+  initializeLogger({ pretty: false, level: 'warn' });
+  const prepared = await prepareSession(runtime, metadata, log);
+  const { plan } = prepared;
+  if (!plan.text.enabled) throw new Error(`text chat is off for this sidekick: ${plan.text.reason}`);
+  const session = new voice.AgentSession({
+    llm: createModels(runtime.config, { ...plan, audio: { ...plan.audio, enabled: false } }).llm,
+  });
+  prepared.attach(session);
+  const say = (who: string, text: string) => io.output.write(`${who}: ${text}\n`);
+  session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
+    const item = ev.item;
+    if (item.type === 'message' && item.role === 'assistant' && item.textContent)
+      say(plan.sidekick.name, item.textContent);
+  });
+  io.output.write(
+    `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}); /quit to end\n`,
+  );
+  await session.start({ agent: prepared.agent });
+  const rl = createInterface({ input: io.input, terminal: false });
+  let turns = 0;
+  try {
+    for await (const line of rl) {
+      const text = line.trim();
+      if (!text) continue;
+      if (text === '/quit') break;
+      await session.run({ userInput: text }).wait();
+      turns++;
+    }
+  } finally {
+    rl.close();
+    await session.close();
+  }
+  const stats = await prepared.close();
+  return { turns, ...stats };
+}
