@@ -42,7 +42,7 @@ const shape: Omit<Shape, 'clients'> = {
   chunks: num('chunks'),
   transcripts: num('transcripts'),
 };
-const log = pino({ level: 'silent' });
+const log = pino({ level: 'warn' }, pino.destination(2));
 const embedder = new HashingEmbedder({ dimensions: 1024 });
 const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 const out = (line = '') => console.log(line);

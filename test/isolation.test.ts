@@ -4,10 +4,14 @@
  * PostgREST like production. After each probe the pool is compared, as superuser behind PostgREST's
  * back, with a snapshot taken before: B's rows (count and content) and every other row unchanged.
  *
- * The matrix is generated from TABLES × operations. Each refused write is meaningful: its payload
- * is valid in every other respect (references stay inside the target client, the sidekick limit is
+ * The matrix is generated from TABLES × operations, once per credential kind: A's tenant token
+ * (HS256 and ES256 with kid), the anon key alone, an authenticated token without a client_id claim,
+ * the service role; forged and expired tokens get 401. Every write is sent twice, without and with
+ * RETURNING, since RLS checks the two differently. Each refused write is meaningful: its payload is
+ * valid in every other respect (references stay inside the target client, the sidekick limit is
  * lifted, moved rows have no dependents), and the controls at the end prove that B itself could
- * have written it, so only isolation can have refused it.
+ * have written it, so only isolation can have refused it. Each request is one probe; the count is
+ * logged at the end (`isolation probes: N`).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
@@ -137,7 +141,8 @@ type Snapshot = Record<string, string>;
 
 async function snapshot(): Promise<Snapshot> {
   const union = TABLES.map(
-    (t) => `SELECT '${t.name}' AS t, client_id::text AS c, ${t.pk}::text AS k, md5(x::text) AS h FROM ${t.name} x`,
+    (t) =>
+      `SELECT '${t.name}' AS t, client_id::text AS c, ${t.pk}::text AS k, md5(x::text) AS h FROM ${t.name} x`,
   ).join('\nUNION ALL ');
   const rows = await stack.pool.sql.query<{ t: string; c: string; k: string; h: string }>(
     `${union}\nORDER BY 1, 2, 3`,
@@ -160,18 +165,21 @@ function idsOf(table: TableName, c?: Tenant): string[] {
 
 /** The invariant after every probe: B's rows are what they were, and so is every other row. */
 async function expectPoolUnchanged(): Promise<void> {
+  const before = baseline;
   const now = await snapshot();
-  expect(ofClient(now, B), "B's rows (count and content)").toEqual(ofClient(baseline, B));
-  expect(now, 'every row of the pool').toEqual(baseline);
+  // A hole fails here, once: later probes compare with the pool as it now is, so each failure is its own.
+  baseline = now;
+  expect(ofClient(now, B), "B's rows (count and content)").toEqual(ofClient(before, B));
+  expect(now, 'every row of the pool').toEqual(before);
 }
 
 async function seedLeaves(c: Omit<Tenant, 'leaf' | 'freeDocumentId'>, label: string) {
   const sql = stack.pool.sql;
   const one = async (q: string, params: unknown[]) => (await sql.query<{ id: string }>(q, params))[0]!.id;
-  const agent = await one(
-    `INSERT INTO agents (client_id, name, slug) VALUES ($1, 'leaf', $2) RETURNING id`,
-    [c.id, `leaf-${label}`],
-  );
+  const agent = await one(`INSERT INTO agents (client_id, name, slug) VALUES ($1, 'leaf', $2) RETURNING id`, [
+    c.id,
+    `leaf-${label}`,
+  ]);
   const freeDoc = await one(
     `INSERT INTO documents (client_id, title, content) VALUES ($1, 'free', 'unlinked') RETURNING id`,
     [c.id],
@@ -269,7 +277,11 @@ afterAll(async () => {
  * Authorization header at all, so the gateway falls back to the API key, as Supabase's does).
  * Every request it makes counts as one probe (or one control).
  */
-function poolClient(key: string, bearer: string | null, counter: keyof typeof counts = 'probes'): SupabaseClient {
+function poolClient(
+  key: string,
+  bearer: string | null,
+  counter: keyof typeof counts = 'probes',
+): SupabaseClient {
   return createSupabase(stack.pool.url, key, {
     fetch: (input, init) => {
       counts[counter]++;
@@ -290,21 +302,31 @@ interface Res {
 
 const rowsOf = (res: Res): Row[] => (Array.isArray(res.data) ? (res.data as Row[]) : []);
 const describeRes = (res: Res) =>
-  res.error ? `${res.status} ${res.error.code ?? ''} ${res.error.message}` : `${res.status} ${JSON.stringify(res.data)}`;
+  res.error
+    ? `${res.status} ${res.error.code ?? ''} ${res.error.message}`
+    : `${res.status} ${JSON.stringify(res.data)}`;
 
 function note(key: string, res: Res): void {
   const seen = outcomes.get(key) ?? new Set<string>();
-  seen.add(res.error ? `${res.status} ${res.error.code ?? '?'}` : `${res.status} ${rowsOf(res).length} row(s)`);
+  const result = Array.isArray(res.data)
+    ? `${res.data.length} row(s)`
+    : res.data === null
+      ? 'no body'
+      : typeof res.data;
+  seen.add(res.error ? `${res.status} ${res.error.code ?? '?'}` : `${res.status} ${result}`);
   outcomes.set(key, seen);
 }
 
 /** Refused: an error, or nothing written / returned. The snapshot check then proves nothing changed. */
 function expectRefused(res: Res, what: string): void {
-  expect(res.error !== null || rowsOf(res).length === 0, `${what} went through: ${describeRes(res)}`).toBe(true);
+  expect(res.error !== null || rowsOf(res).length === 0, `${what} went through: ${describeRes(res)}`).toBe(
+    true,
+  );
 }
 
 const ids = (rows: Row[], col: string) => rows.map((r) => String(r[col])).sort();
-const without = (row: Row, col: string): Row => Object.fromEntries(Object.entries(row).filter(([k]) => k !== col));
+const without = (row: Row, col: string): Row =>
+  Object.fromEntries(Object.entries(row).filter(([k]) => k !== col));
 
 // ---------------------------------------------------------------------------------------------
 // The operations
@@ -322,6 +344,30 @@ interface Probe {
 interface Op {
   title: string;
   run(p: Probe): Promise<void>;
+}
+
+/** A write request not yet sent; `.select()` makes it return the written rows. */
+interface Write extends PromiseLike<Res> {
+  select(): PromiseLike<Res>;
+}
+
+/**
+ * Sends a write twice, each time checking the pool after it: without RETURNING (return=minimal, how
+ * a fire-and-forget insert goes) and with it (`.select()`). RLS checks the two differently: with
+ * RETURNING the new row must also pass the SELECT policy, which would hide a hole in WITH CHECK.
+ * `mustFail`: the request itself must be an error (inserts, upserts, moves); otherwise "nothing
+ * happened" (0 rows) is also a refusal, and the snapshot decides.
+ */
+async function sendWrite(p: Probe, what: string, mustFail: boolean, build: () => Write): Promise<void> {
+  for (const mode of ['minimal', 'representation'] as const) {
+    const res = mode === 'minimal' ? await build() : await build().select();
+    p.note(res);
+    // The pool first: it re-baselines even when the write went through, so one hole fails one test.
+    await expectPoolUnchanged();
+    if (mustFail)
+      expect(res.error, `${what} (return=${mode}) went through: ${describeRes(res)}`).not.toBeNull();
+    else expectRefused(res, `${what} (return=${mode})`);
+  }
 }
 
 /** A's operations with A's tenant token. */
@@ -356,89 +402,73 @@ const TENANT_OPS: Op[] = [
   },
   {
     title: 'insert a row tagged B: refused',
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).insert(t.newRow(other)).select();
-      note(res);
-      expectRefused(res, 'insert tagged B');
-    },
+    run: (p) => sendWrite(p, 'insert tagged B', true, () => p.db.from(p.t.name).insert(p.t.newRow(p.other))),
   },
   {
     title: 'insert a row without client_id: refused',
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).insert(without(t.newRow(other), 'client_id')).select();
-      note(res);
-      expectRefused(res, 'insert without client_id');
-    },
+    run: (p) =>
+      sendWrite(p, 'insert without client_id', true, () =>
+        p.db.from(p.t.name).insert(without(p.t.newRow(p.other), 'client_id')),
+      ),
   },
   {
     title: 'update its own row setting client_id to B (moving it to B): refused',
-    async run({ db, t, me, other, note }) {
-      const res = await db.from(t.name).update(t.newRow(other)).eq(t.pk, me.leaf[t.name]).select();
-      note(res);
-      expectRefused(res, 'move to B');
-    },
+    run: (p) =>
+      sendWrite(p, 'move to B', true, () =>
+        p.db.from(p.t.name).update(p.t.newRow(p.other)).eq(p.t.pk, p.me.leaf[p.t.name]),
+      ),
   },
   {
     title: "update B's rows by id: nothing changes",
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).update(t.touch).in(t.pk, idsOf(t.name, other)).select();
-      note(res);
-      expectRefused(res, "update of B's rows");
-    },
+    run: (p) =>
+      sendWrite(p, "update of B's rows by id", false, () =>
+        p.db.from(p.t.name).update(p.t.touch).in(p.t.pk, idsOf(p.t.name, p.other)),
+      ),
   },
   {
     title: "update filtered by B's client_id: nothing changes",
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).update(t.touch).eq('client_id', other.id).select();
-      note(res);
-      expectRefused(res, "update of B's rows");
-    },
+    run: (p) =>
+      sendWrite(p, "update of B's rows by client_id", false, () =>
+        p.db.from(p.t.name).update(p.t.touch).eq('client_id', p.other.id),
+      ),
   },
   {
     title: "upsert onto each of B's ids with its own client_id: refused",
-    async run({ db, t, me, other, note }) {
-      for (const id of idsOf(t.name, other)) {
-        const res = await db
-          .from(t.name)
-          .upsert({ ...t.newRow(me), [t.pk]: id })
-          .select();
-        note(res);
-        expectRefused(res, `upsert onto ${t.name} ${id}`);
+    async run(p) {
+      for (const id of idsOf(p.t.name, p.other)) {
+        await sendWrite(p, `upsert onto ${p.t.name} ${id}`, true, () =>
+          p.db.from(p.t.name).upsert({ ...p.t.newRow(p.me), [p.t.pk]: id }),
+        );
       }
     },
   },
   {
     title: "upsert onto each of B's ids with B's client_id: refused",
-    async run({ db, t, other, note }) {
-      for (const id of idsOf(t.name, other)) {
-        const res = await db
-          .from(t.name)
-          .upsert({ ...t.newRow(other), [t.pk]: id })
-          .select();
-        note(res);
-        expectRefused(res, `upsert onto ${t.name} ${id}`);
+    async run(p) {
+      for (const id of idsOf(p.t.name, p.other)) {
+        await sendWrite(p, `upsert onto ${p.t.name} ${id}`, true, () =>
+          p.db.from(p.t.name).upsert({ ...p.t.newRow(p.other), [p.t.pk]: id }),
+        );
       }
     },
   },
   {
     title: "delete B's rows by id: nothing deleted",
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).delete().in(t.pk, idsOf(t.name, other)).select();
-      note(res);
-      expectRefused(res, "delete of B's rows");
-    },
+    run: (p) =>
+      sendWrite(p, "delete of B's rows by id", false, () =>
+        p.db.from(p.t.name).delete().in(p.t.pk, idsOf(p.t.name, p.other)),
+      ),
   },
   {
     title: "delete filtered by B's client_id: nothing deleted",
-    async run({ db, t, other, note }) {
-      const res = await db.from(t.name).delete().eq('client_id', other.id).select();
-      note(res);
-      expectRefused(res, "delete of B's rows");
-    },
+    run: (p) =>
+      sendWrite(p, "delete of B's rows by client_id", false, () =>
+        p.db.from(p.t.name).delete().eq('client_id', p.other.id),
+      ),
   },
 ];
 
-/** The anon key alone: no tenant, no rows. `me`/`other` are just A and B here. */
+/** The anon key alone (or a token of nobody): no tenant, no rows. `me`/`other` are just A and B here. */
 const ANON_OPS: Op[] = [
   {
     title: 'select all: nothing',
@@ -460,42 +490,30 @@ const ANON_OPS: Op[] = [
   },
   {
     title: 'insert rows tagged A and B: refused',
-    async run({ db, t, me, other, note }) {
-      for (const c of [me, other]) {
-        const res = await db.from(t.name).insert(t.newRow(c)).select();
-        note(res);
-        expectRefused(res, `anon insert tagged ${c.label}`);
+    async run(p) {
+      for (const c of [p.me, p.other]) {
+        await sendWrite(p, `insert tagged ${c.label}`, true, () => p.db.from(p.t.name).insert(p.t.newRow(c)));
       }
     },
   },
   {
     title: 'update all rows by id: refused',
-    async run({ db, t, note }) {
-      const res = await db.from(t.name).update(t.touch).in(t.pk, idsOf(t.name)).select();
-      note(res);
-      expectRefused(res, 'anon update');
-    },
+    run: (p) =>
+      sendWrite(p, 'update', false, () => p.db.from(p.t.name).update(p.t.touch).in(p.t.pk, idsOf(p.t.name))),
   },
   {
     title: 'upsert onto the leaf ids of A and B: refused',
-    async run({ db, t, me, other, note }) {
-      for (const c of [me, other]) {
-        const res = await db
-          .from(t.name)
-          .upsert({ ...t.newRow(c), [t.pk]: c.leaf[t.name] })
-          .select();
-        note(res);
-        expectRefused(res, `anon upsert onto ${c.label}`);
+    async run(p) {
+      for (const c of [p.me, p.other]) {
+        await sendWrite(p, `upsert onto ${c.label}'s leaf`, true, () =>
+          p.db.from(p.t.name).upsert({ ...p.t.newRow(c), [p.t.pk]: c.leaf[p.t.name] }),
+        );
       }
     },
   },
   {
     title: 'delete all rows by id: refused',
-    async run({ db, t, note }) {
-      const res = await db.from(t.name).delete().in(t.pk, idsOf(t.name)).select();
-      note(res);
-      expectRefused(res, 'anon delete');
-    },
+    run: (p) => sendWrite(p, 'delete', false, () => p.db.from(p.t.name).delete().in(p.t.pk, idsOf(p.t.name))),
   },
 ];
 
@@ -659,7 +677,13 @@ function matrix(credential: string, db: () => SupabaseClient, ops: Op[], rpcOps:
   });
   describe.each(RPCS)('rpc $name', (rpc) => {
     it.each(rpcOps)('$title', async (op) => {
-      await op.run({ db: db(), rpc, me: A, other: B, note: (res) => note(`${credential} | rpc ${op.title}`, res) });
+      await op.run({
+        db: db(),
+        rpc,
+        me: A,
+        other: B,
+        note: (res) => note(`${credential} | rpc ${op.title}`, res),
+      });
       await expectPoolUnchanged();
     });
   });
@@ -808,18 +832,22 @@ describe('controls: what A was refused, the owner could do', () => {
     b = poolClient(stack.pool.anonKey, token, 'controls');
   });
 
-  it.each(TENANT_TABLES)("B inserts the row A tried to tag B, and deletes it ($name)", async (t) => {
+  it.each(TENANT_TABLES)('B inserts the row A tried to tag B, and deletes it ($name)', async (t) => {
     const ins = await b.from(t.name).insert(t.newRow(B)).select(`${t.pk}, client_id`);
     expect(ins.error, describeRes(ins)).toBeNull();
     expect(rowsOf(ins)).toEqual([{ [t.pk]: expect.any(String), client_id: B.id }]);
-    const del = await b.from(t.name).delete().eq(t.pk, String(rowsOf(ins)[0]![t.pk])).select(t.pk);
+    const del = await b
+      .from(t.name)
+      .delete()
+      .eq(t.pk, String(rowsOf(ins)[0]![t.pk]))
+      .select(t.pk);
     expect(del.error, describeRes(del)).toBeNull();
     expect(rowsOf(del)).toHaveLength(1);
     await expectPoolUnchanged();
   });
 
   it.each(TENANT_TABLES)(
-    "the move A tried passes every constraint (as superuser, rolled back) ($name)",
+    'the move A tried passes every constraint (as superuser, rolled back) ($name)',
     async (t) => {
       // The exact patch of the move probe, applied as superuser (no RLS, no fence) in a statement that
       // then raises, so it is rolled back: only the tenant's identity made the difference.
@@ -845,4 +873,62 @@ describe('controls: what A was refused, the owner could do', () => {
       await expectPoolUnchanged();
     },
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// What a refusal tells A about B
+
+describe('what a refusal tells A about B', () => {
+  // A regression probe for a hole this matrix found: the sidekick-limit trigger is SECURITY DEFINER
+  // (it must lock and count rows a tenant cannot see), and it used to run before the write fence
+  // and RLS, so an agent tagged B was refused with "sidekick limit reached: client B may have at
+  // most 1 sidekick(s)" where an unknown client got "not registered": A learnt that B exists, its
+  // limit and that it is at it. A refusal must read the same whoever the other client is.
+  const ghost = '9f9f9f9f-0000-4000-8000-00000000dead';
+  const shape = (res: Res) => ({
+    status: res.status,
+    code: res.error?.code,
+    message: res.error?.message.replaceAll(B.id, '<client>').replaceAll(ghost, '<client>'),
+  });
+  /** B's pool_clients row without updated_at, which the probe's own limit toggle (as superuser) may bump. */
+  const bLimitRow = async () =>
+    (
+      await stack.pool.sql.query<{ r: unknown }>(
+        `SELECT to_jsonb(x) - 'updated_at' AS r FROM pool_clients x WHERE client_id = $1`,
+        [B.id],
+      )
+    )[0]!.r;
+
+  it('an agent tagged or moved to B is refused exactly as for a client that does not exist', async () => {
+    const token = await new TenantTokenMinter(TOKEN_KINDS[0]!.signing(), { ttlSeconds: 300 }).tokenFor(A.id);
+    const a = poolClient(stack.pool.anonKey, token);
+    const before = await bLimitRow();
+    const key = 'tenant HS256 | oracle: agent tagged / moved to B (at its limit) vs an unknown client';
+    // B at its limit, as the seed has it (the rest of this file lifts the limit).
+    await stack.pool.sql.query('UPDATE pool_clients SET max_sidekicks = 1 WHERE client_id = $1', [B.id]);
+    const results: Array<[Res, Res]> = [];
+    try {
+      const insert = (client: string) =>
+        a.from('agents').insert({ client_id: client, name: 'probe', slug: `probe-${short()}` });
+      const move = (client: string) => a.from('agents').update({ client_id: client }).eq('id', A.leaf.agents);
+      results.push([await insert(B.id), await insert(ghost)]);
+      results.push([await move(B.id), await move(ghost)]);
+    } finally {
+      await stack.pool.sql.query('UPDATE pool_clients SET max_sidekicks = NULL WHERE client_id = $1', [B.id]);
+      // The toggle may have bumped updated_at of B's limit row: take that one row's hash anew, once
+      // the rest of the row is checked to be what it was.
+      expect(await bLimitRow()).toEqual(before);
+      const [row] = await stack.pool.sql.query<{ h: string }>(
+        'SELECT md5(x::text) AS h FROM pool_clients x WHERE client_id = $1',
+        [B.id],
+      );
+      baseline = { ...baseline, [`pool_clients ${B.id} ${B.id}`]: row!.h };
+    }
+    await expectPoolUnchanged();
+    for (const [taggedB, taggedGhost] of results) {
+      note(key, taggedB);
+      expect(taggedB.error, describeRes(taggedB)).not.toBeNull();
+      expect(shape(taggedB)).toEqual(shape(taggedGhost));
+    }
+  });
 });

@@ -130,6 +130,36 @@ describe('the directory cache', () => {
     }
   });
 
+  it('serves 1,000 different clients with one supabase-js client for their pool', async () => {
+    // The demo pool holds 100 clients; these 1,000 are registered in it directly, so make room.
+    await stack.platform.sql.query(
+      'UPDATE shared_pool_config SET max_clients = max_clients + 1000 WHERE id = $1',
+      [stack.poolId],
+    );
+    await stack.platform.sql.query(
+      `INSERT INTO clients (id, name, tier, hosting_type, max_sidekicks, shared_pool_id, provisioning_status)
+       SELECT ('5a000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, 'bulk ' || n, 'adventurer', 'shared', 1, $1, 'ready'
+         FROM generate_series(1, 1000) AS n`,
+      [stack.poolId],
+    );
+    const m = manager();
+    resetGateways();
+    for (let n = 1; n <= 1000; n++) {
+      const conn = await m.forClient(
+        asClientId(`5a000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`),
+      );
+      expect(conn.hostingType).toBe('shared');
+    }
+    expect(stack.platform.gateway.count).toBe(1000); // one platform request per cold client
+    expect(m.liveClients).toBe(1);
+    console.log(`live supabase-js clients after 1000 clients served: ${m.liveClients}`);
+    await stack.platform.sql.query(`DELETE FROM clients WHERE name LIKE 'bulk %'`);
+    await stack.platform.sql.query(
+      'UPDATE shared_pool_config SET max_clients = max_clients - 1000 WHERE id = $1',
+      [stack.poolId],
+    );
+  });
+
   it('keeps the number of live supabase-js clients bounded however many clients are served', async () => {
     const m = manager({ maxProjects: 10 });
     const ids = [A, B, C];

@@ -1,11 +1,14 @@
--- Platform database: the base clients table (one row per customer).
+-- PLATFORM database: the base clients table (one row per customer).
+-- Only the service role reads the platform database: RLS on, no policies, nothing granted to the
+-- API roles (the service role bypasses RLS). Every file here is idempotent.
 
 CREATE OR REPLACE FUNCTION set_updated_at() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = '' AS $$
 BEGIN
   NEW.updated_at := now();
   RETURN NEW;
 END $$;
+REVOKE ALL ON FUNCTION set_updated_at() FROM PUBLIC, anon, authenticated;
 
 CREATE TABLE IF NOT EXISTS clients (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -22,6 +25,8 @@ CREATE TABLE IF NOT EXISTS clients (
 DROP TRIGGER IF EXISTS clients_updated_at ON clients;
 CREATE TRIGGER clients_updated_at BEFORE UPDATE ON clients FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 
--- Only the service role reads the platform: RLS on, no policies, no grants to the API roles.
 ALTER TABLE clients ENABLE ROW LEVEL SECURITY;
-REVOKE ALL ON clients FROM anon, authenticated;
+REVOKE ALL ON clients FROM PUBLIC, anon, authenticated;
+GRANT ALL ON clients TO service_role;
+
+COMMENT ON TABLE clients IS 'One row per customer: tier, where its data lives, provisioning and tier-move state';

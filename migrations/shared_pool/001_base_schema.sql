@@ -1,21 +1,25 @@
--- SHARED POOL: every row tagged client_id. Isolation is enforced by the database: RLS policies
--- compare client_id with the caller's JWT claim, composite foreign keys keep every reference
--- inside one client, and the service role (BYPASSRLS) is for provisioning and migrations only.
+-- SHARED POOL: the plan's Phase 2 tables, every row tagged client_id.
+-- Isolation is enforced by the database (002): RLS on the JWT's client_id claim, composite foreign
+-- keys that keep every reference inside one client, the sidekick limit and the write fence.
+-- Every parent has UNIQUE (client_id, id) and every child references (client_id, <parent>_id), so
+-- even a row that RLS accepts cannot point at another client's row (and a failed reference says
+-- nothing about whether the other client's row exists).
 
 CREATE EXTENSION IF NOT EXISTS vector;
 
 CREATE OR REPLACE FUNCTION set_updated_at() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = '' AS $$
 BEGIN
   NEW.updated_at := now();
   RETURN NEW;
 END $$;
 
 -- Per-client facts the pool itself enforces: the sidekick limit and the write fence of a tier move.
+-- Written by provisioning and the mover (service role); a tenant may read its own row only.
 CREATE TABLE IF NOT EXISTS pool_clients (
   client_id uuid PRIMARY KEY,
-  max_sidekicks integer CHECK (max_sidekicks IS NULL OR max_sidekicks >= 0),
-  -- open: normal; fenced: a tier move is copying the client's rows; moved: the client lives elsewhere now.
+  max_sidekicks integer CHECK (max_sidekicks IS NULL OR max_sidekicks >= 0), -- NULL: unlimited
+  -- open: normal; fenced: a tier move is copying the client's rows; moved: the client lives elsewhere.
   write_fence text NOT NULL DEFAULT 'open' CHECK (write_fence IN ('open', 'fenced', 'moved')),
   fenced_at timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -111,6 +115,7 @@ CREATE TABLE IF NOT EXISTS conversation_transcripts (
   created_at timestamptz DEFAULT now(),
   CONSTRAINT transcripts_conversation FOREIGN KEY (client_id, conversation_id)
     REFERENCES conversations (client_id, id) ON DELETE CASCADE,
+  -- The plan's ON DELETE SET NULL, for agent_id only (client_id is NOT NULL). PostgreSQL 15+.
   CONSTRAINT transcripts_agent FOREIGN KEY (client_id, agent_id)
     REFERENCES agents (client_id, id) ON DELETE SET NULL (agent_id)
 );
@@ -119,18 +124,21 @@ CREATE TABLE IF NOT EXISTS user_overviews (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   client_id uuid NOT NULL,
   user_id uuid NOT NULL,
-  agent_id uuid,
+  agent_id uuid, -- NULL: the user's overview for every sidekick of the client
   sections jsonb DEFAULT '{}',
   created_at timestamptz DEFAULT now(),
   updated_at timestamptz DEFAULT now(),
-  CONSTRAINT unique_user_overview UNIQUE (client_id, user_id, agent_id),
+  -- NULLS NOT DISTINCT (PostgreSQL 15+): at most one agent-less overview per user, as the RPC reads one.
+  CONSTRAINT unique_user_overview UNIQUE NULLS NOT DISTINCT (client_id, user_id, agent_id),
   CONSTRAINT overviews_agent FOREIGN KEY (client_id, agent_id)
     REFERENCES agents (client_id, id) ON DELETE CASCADE
 );
 
--- Indexes led by client_id: every tenant query filters on it first. No approximate vector index:
--- retrieval computes exact distances over one client's rows (see match_documents).
-CREATE INDEX IF NOT EXISTS idx_agents_client_id ON agents (client_id);
+-- Indexes led by client_id: every tenant query (and every RLS check) filters on it first; they
+-- also serve the composite foreign keys (and their cascades). The UNIQUE constraints above already
+-- give (client_id, slug), (client_id, id), (client_id, agent_id, document_id) and
+-- (client_id, user_id, agent_id). No approximate vector index: retrieval computes exact distances
+-- over one client's rows (003), which an index shared by all clients could not give.
 CREATE INDEX IF NOT EXISTS idx_documents_client_status ON documents (client_id, status);
 CREATE INDEX IF NOT EXISTS idx_chunks_client_document ON document_chunks (client_id, document_id);
 CREATE INDEX IF NOT EXISTS idx_agent_documents_client_document ON agent_documents (client_id, document_id);
@@ -138,22 +146,31 @@ CREATE INDEX IF NOT EXISTS idx_conversations_agent ON conversations (client_id, 
 CREATE INDEX IF NOT EXISTS idx_conversations_user ON conversations (client_id, user_id);
 CREATE INDEX IF NOT EXISTS idx_transcripts_conversation ON conversation_transcripts (client_id, conversation_id);
 CREATE INDEX IF NOT EXISTS idx_transcripts_agent_user ON conversation_transcripts (client_id, agent_id, user_id);
+CREATE INDEX IF NOT EXISTS idx_overviews_agent ON user_overviews (client_id, agent_id);
 
+-- updated_at on every table that has one. (Trigger names set the firing order, alphabetical:
+-- tg10 write fence, tg20 sidekick limit (002), tg90 updated_at.) pool_clients only on a real
+-- change: the sidekick-limit trigger locks its row with a no-op UPDATE.
 DO $$
-DECLARE t text;
+DECLARE
+  t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['pool_clients', 'agents', 'documents', 'conversations', 'user_overviews'] LOOP
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_updated_at', t);
+  FOREACH t IN ARRAY ARRAY['agents', 'documents', 'conversations', 'user_overviews', 'pool_clients'] LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I', t || '_updated_at', t); -- earlier name
+    EXECUTE format('DROP TRIGGER IF EXISTS tg90_updated_at ON %I', t);
     EXECUTE format(
-      'CREATE TRIGGER %I BEFORE UPDATE ON %I FOR EACH ROW EXECUTE FUNCTION set_updated_at()', t || '_updated_at', t);
+      'CREATE TRIGGER tg90_updated_at BEFORE UPDATE ON %I FOR EACH ROW %s EXECUTE FUNCTION set_updated_at()',
+      t, CASE WHEN t = 'pool_clients' THEN 'WHEN (OLD.* IS DISTINCT FROM NEW.*)' ELSE '' END);
   END LOOP;
 END $$;
 
 DO $$
 BEGIN
-  IF NOT EXISTS (
-    SELECT 1 FROM pg_publication_tables WHERE pubname = 'supabase_realtime' AND tablename = 'conversation_transcripts'
-  ) AND EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
+  IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime')
+     AND NOT EXISTS (
+       SELECT 1 FROM pg_publication_tables
+        WHERE pubname = 'supabase_realtime' AND schemaname = 'public' AND tablename = 'conversation_transcripts'
+     ) THEN
     ALTER PUBLICATION supabase_realtime ADD TABLE conversation_transcripts;
   END IF;
 END $$;

@@ -1,17 +1,17 @@
--- RPCs of the pool, with the plan's names and parameters. They run as the caller (RLS applies) and
--- first check that p_client_id is the caller's own client: passing another id gets an error, not
--- another client's rows. Retrieval is exact: distances are computed over the client's own rows
--- (found through client_id-led btree indexes), so it returns the true top-k whatever vector
--- indexes exist; an approximate index filtered by client_id would return fewer than k rows.
+-- RPCs of the pool, with the plan's names, parameters and result columns. Unlike the plan's, they
+-- run as the caller (SECURITY INVOKER: RLS applies) and start by checking that p_client_id is the
+-- caller's own client (the JWT's client_id claim); passing another client's id is an error
+-- (42501), not another client's rows. Only service_role (provisioning, the mover) may name any client.
+-- PL/pgSQL rather than SQL so that this check is guaranteed to run before the query.
+--
+-- Retrieval is exact: the client's rows are collected first (through client_id-led btree indexes)
+-- in a MATERIALIZED CTE, then ordered by exact distance. The planner cannot turn that into an
+-- approximate index scan with a client_id post-filter (which returns fewer than k rows, or the
+-- wrong ones), whatever vector indexes someone adds later. Ties are broken by id.
+-- search_path includes `extensions`, where hosted Supabase may keep pgvector's operators.
 
-CREATE OR REPLACE FUNCTION assert_caller_client(p_client_id uuid) RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = public, pg_temp AS $$
-BEGIN
-  IF current_user IN ('authenticated', 'anon') AND p_client_id IS DISTINCT FROM (SELECT request_client_id()) THEN
-    RAISE EXCEPTION 'p_client_id does not match the caller''s client_id claim' USING ERRCODE = '42501';
-  END IF;
-  RETURN true;
-END $$;
+-- The earlier helper that did the caller check; the check is now inlined in each RPC.
+DROP FUNCTION IF EXISTS assert_caller_client(uuid);
 
 CREATE OR REPLACE FUNCTION match_documents(
   p_client_id uuid,
@@ -23,19 +23,24 @@ CREATE OR REPLACE FUNCTION match_documents(
 RETURNS TABLE (
   id uuid, document_id uuid, content text, relevance float8, title text, source_url text, chunk_index integer
 )
-LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, extensions, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
-  PERFORM assert_caller_client(p_client_id);
+  IF current_user <> 'service_role' AND p_client_id IS DISTINCT FROM (auth.jwt() ->> 'client_id')::uuid THEN
+    RAISE EXCEPTION 'p_client_id does not match the caller''s client_id claim' USING ERRCODE = '42501';
+  END IF;
   RETURN QUERY
   WITH mine AS MATERIALIZED (
     SELECT dc.id, dc.document_id, dc.content, dc.chunk_index, d.title, d.source_url,
            dc.embeddings <=> p_query_embedding AS distance
       FROM agents a
-      JOIN agent_documents ad ON ad.client_id = a.client_id AND ad.agent_id = a.id AND ad.enabled
+      JOIN agent_documents ad ON ad.client_id = a.client_id AND ad.agent_id = a.id
       JOIN documents d ON d.client_id = ad.client_id AND d.id = ad.document_id
       JOIN document_chunks dc ON dc.client_id = d.client_id AND dc.document_id = d.id
-     WHERE a.client_id = p_client_id AND a.slug = p_agent_slug AND dc.embeddings IS NOT NULL
+     WHERE a.client_id = p_client_id
+       AND a.slug = p_agent_slug
+       AND ad.enabled
+       AND dc.embeddings IS NOT NULL
   )
   SELECT m.id, m.document_id, m.content, (1 - m.distance)::float8, m.title, m.source_url, m.chunk_index
     FROM mine m
@@ -54,17 +59,19 @@ CREATE OR REPLACE FUNCTION match_conversation_transcripts_secure(
   p_exclude_conversation_id uuid DEFAULT NULL
 )
 RETURNS TABLE (id uuid, conversation_id uuid, role text, content text, relevance float8, created_at timestamptz)
-LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, extensions, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
-  PERFORM assert_caller_client(p_client_id);
+  IF current_user <> 'service_role' AND p_client_id IS DISTINCT FROM (auth.jwt() ->> 'client_id')::uuid THEN
+    RAISE EXCEPTION 'p_client_id does not match the caller''s client_id claim' USING ERRCODE = '42501';
+  END IF;
   RETURN QUERY
   WITH mine AS MATERIALIZED (
     SELECT ct.id, ct.conversation_id, ct.role, ct.content, ct.created_at,
            ct.embeddings <=> p_query_embedding AS distance
-      FROM conversation_transcripts ct
-      JOIN agents a ON a.client_id = ct.client_id AND a.id = ct.agent_id
-     WHERE ct.client_id = p_client_id
+      FROM agents a
+      JOIN conversation_transcripts ct ON ct.client_id = a.client_id AND ct.agent_id = a.id
+     WHERE a.client_id = p_client_id
        AND a.slug = p_agent_slug
        AND ct.user_id = p_user_id
        AND ct.embeddings IS NOT NULL
@@ -79,11 +86,14 @@ END $$;
 
 CREATE OR REPLACE FUNCTION get_user_overview_for_agent(p_client_id uuid, p_user_id uuid, p_agent_id uuid)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql STABLE SECURITY INVOKER SET search_path = public, extensions, pg_temp AS $$
 DECLARE
   result jsonb;
 BEGIN
-  PERFORM assert_caller_client(p_client_id);
+  IF current_user <> 'service_role' AND p_client_id IS DISTINCT FROM (auth.jwt() ->> 'client_id')::uuid THEN
+    RAISE EXCEPTION 'p_client_id does not match the caller''s client_id claim' USING ERRCODE = '42501';
+  END IF;
+  -- The sidekick's own overview of the user first, else the client-wide one (agent_id NULL).
   SELECT uo.sections INTO result
     FROM user_overviews uo
    WHERE uo.client_id = p_client_id
@@ -95,16 +105,17 @@ BEGIN
 END $$;
 
 DO $$
-DECLARE f text;
+DECLARE
+  f text;
 BEGIN
   FOREACH f IN ARRAY ARRAY[
-    'assert_caller_client(uuid)',
     'match_documents(uuid, vector, text, float8, integer)',
     'match_conversation_transcripts_secure(uuid, vector, text, uuid, float8, integer, uuid)',
-    'get_user_overview_for_agent(uuid, uuid, uuid)',
-    'request_client_id()'
+    'get_user_overview_for_agent(uuid, uuid, uuid)'
   ] LOOP
     EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon', f);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO authenticated, service_role', f);
   END LOOP;
+  -- Trigger functions are not RPCs: nobody but their owner needs them.
+  REVOKE ALL ON FUNCTION set_updated_at() FROM PUBLIC, anon, authenticated;
 END $$;

@@ -50,10 +50,14 @@ export class Sidekick extends voice.Agent {
     if (greeting) this.session.say(greeting);
   }
 
-  /** Starts the context lookup for a final user transcript; llmNode picks it up. */
-  prefetch(text: string): void {
-    if (!this.deps.context || !text.trim()) return;
-    this.pending = { text: text.trim(), context: this.lookup(text.trim()) };
+  /**
+   * Starts the context lookup for a final user transcript; llmNode picks it up. A turn spoken in
+   * several final segments is joined as the session joins it, each segment refreshing the lookup.
+   */
+  prefetch(segment: string): void {
+    if (!this.deps.context || !segment.trim()) return;
+    const text = this.pending ? `${this.pending.text} ${segment.trim()}` : segment.trim();
+    this.pending = { text, context: this.lookup(text) };
   }
 
   override async llmNode(

@@ -7,55 +7,111 @@ export interface Embedder {
   embed(texts: string[], opts?: { signal?: AbortSignal }): Promise<number[][]>;
 }
 
+/**
+ * Vectors of the wrong length cannot be stored in (or compared with) the databases' vector(N)
+ * columns. Thrown at startup when a column disagrees with the config, and on the first embedding
+ * call when the model returns another size, so the operator sees it before any turn silently
+ * loses its context.
+ */
 export class EmbeddingDimensionMismatchError extends Error {
   constructor(
+    /** What EMBEDDING_DIMENSIONS says. */
     readonly expected: number,
+    /** What the model returned, or what the column is declared as. */
     readonly actual: number,
-    where: string,
+    /** Where the other number comes from: a model or a table column. */
+    readonly where: string,
   ) {
     super(
-      `embedding dimensions mismatch (${where}): configured ${expected}, got ${actual}. Set EMBEDDING_DIMENSIONS to match the vector(N) columns, or choose an embedding model that can return ${expected} dimensions`,
+      `embedding dimensions mismatch: configured ${expected} (EMBEDDING_DIMENSIONS), but ${where} has ${actual}. ` +
+        `Set EMBEDDING_DIMENSIONS to match the databases' vector(N) columns, or choose an embedding model ` +
+        `that can return ${expected} dimensions (text-embedding-3-small and -large take a dimensions parameter)`,
     );
     this.name = 'EmbeddingDimensionMismatchError';
   }
 }
 
-/** Fails at startup, not at the first turn, when the database's vector columns disagree with the config. */
-export function assertColumnDimensions(expected: number, actual: number | null, where: string): void {
-  if (actual !== null && actual !== expected)
-    throw new EmbeddingDimensionMismatchError(expected, actual, where);
+/** The embeddings API answered, but not with one vector per input. */
+export class EmbeddingResponseError extends Error {
+  constructor(
+    readonly model: string,
+    readonly inputs: number,
+    readonly vectors: number,
+  ) {
+    super(
+      `embeddings API (model ${model}) returned ${vectors} vectors for ${inputs} inputs; ` +
+        'check that EMBEDDING_BASE_URL points at an OpenAI-compatible embeddings endpoint',
+    );
+    this.name = 'EmbeddingResponseError';
+  }
 }
 
-/** A vector as pgvector's text input: what PostgREST passes on to a `vector` parameter or column. */
+/**
+ * Fails at startup, not at the first turn, when a database's vector column disagrees with the
+ * config. `actual` is the column's declared size (its typmod); null means a plain `vector`
+ * column without a fixed size, which takes any length.
+ */
+export function assertColumnDimensions(expected: number, actual: number | null, where: string): void {
+  if (actual !== null && actual !== expected) {
+    throw new EmbeddingDimensionMismatchError(expected, actual, `column ${where} (vector(${actual}))`);
+  }
+}
+
+/**
+ * A vector as pgvector's text input: what PostgREST passes on to a `vector` parameter or column.
+ * pgvector refuses NaN and infinities with an error that names neither the row nor the cause, so
+ * they are caught here instead.
+ */
 export function vectorLiteral(v: readonly number[]): string {
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i]))
+      throw new RangeError(`vector element ${i} is ${v[i]}; pgvector takes finite numbers only`);
+  }
   return `[${v.join(',')}]`;
 }
 
 export interface OpenAIEmbedderOptions {
   apiKey: string;
-  /** Any OpenAI-compatible server. */
+  /** Any OpenAI-compatible server; default OpenAI's. */
   baseURL?: string | undefined;
+  /** Default 'text-embedding-3-small'. */
   model?: string;
+  /** Length of every vector, sent to the API and checked on the way back. Default 1024. */
   dimensions?: number;
-  /** Inputs per request when embedding many texts (ingestion). */
+  /** Inputs per request when embedding many texts (ingestion). Default 256. */
   maxBatch?: number;
+  /** Requests in flight at once when a call needs several. Default 4. */
+  maxConcurrency?: number;
+  /** For tests and proxies; default the global fetch. */
   fetch?: typeof fetch;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`OpenAIEmbedder: ${name} must be a positive integer, got ${value}`);
+  }
+  return value;
 }
 
 /**
  * Embeddings through the OpenAI embeddings API. `dimensions` is sent with every request so that
  * text-embedding-3 models return vectors that fit the databases' vector(1024) columns.
+ *
+ * A call with at most `maxBatch` texts is one request (the worker embeds each user turn once);
+ * larger calls (document ingestion) are split into batches, at most `maxConcurrency` in flight.
  */
 export class OpenAIEmbedder implements Embedder {
   readonly dimensions: number;
   readonly model: string;
   private readonly client: OpenAI;
   private readonly maxBatch: number;
+  private readonly maxConcurrency: number;
 
   constructor(opts: OpenAIEmbedderOptions) {
     this.model = opts.model ?? 'text-embedding-3-small';
-    this.dimensions = opts.dimensions ?? 1024;
-    this.maxBatch = opts.maxBatch ?? 256;
+    this.dimensions = positiveInteger('dimensions', opts.dimensions ?? 1024);
+    this.maxBatch = positiveInteger('maxBatch', opts.maxBatch ?? 256);
+    this.maxConcurrency = positiveInteger('maxConcurrency', opts.maxConcurrency ?? 4);
     // Retries are the caller's business: a turn's lookup has a time budget, ingestion its own policy.
     this.client = new OpenAI({
       apiKey: opts.apiKey,
@@ -69,19 +125,24 @@ export class OpenAIEmbedder implements Embedder {
     if (texts.length === 0) return [];
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.maxBatch) batches.push(texts.slice(i, i + this.maxBatch));
-    const results = await Promise.all(batches.map((batch) => this.embedBatch(batch, opts.signal)));
+    const results = await mapLimited(batches, this.maxConcurrency, (batch) =>
+      this.embedBatch(batch, opts.signal),
+    );
     return results.flat();
   }
 
   private async embedBatch(input: string[], signal: AbortSignal | undefined): Promise<number[][]> {
+    // encoding_format 'float': without it the SDK asks for base64 and decodes it to Float32Array,
+    // which is not the number[] this interface promises.
     const res = await this.client.embeddings.create(
       { model: this.model, input, dimensions: this.dimensions, encoding_format: 'float' },
       { signal },
     );
-    const ordered = [...res.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
-    if (ordered.length !== input.length) {
-      throw new Error(`embeddings API returned ${ordered.length} vectors for ${input.length} inputs`);
+    if (res.data.length !== input.length) {
+      throw new EmbeddingResponseError(this.model, input.length, res.data.length);
     }
+    // The API documents `index` as the input's position; nothing promises the array is in that order.
+    const ordered = [...res.data].sort((a, b) => a.index - b.index).map((d) => d.embedding);
     for (const v of ordered) {
       if (v.length !== this.dimensions) {
         throw new EmbeddingDimensionMismatchError(this.dimensions, v.length, `model ${this.model}`);
@@ -89,4 +150,31 @@ export class OpenAIEmbedder implements Embedder {
     }
     return ordered;
   }
+}
+
+/**
+ * Like Promise.all over `items.map(fn)`, with at most `limit` calls pending. After the first
+ * failure no new call starts, and the failure is what the returned promise rejects with.
+ */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }

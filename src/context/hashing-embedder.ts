@@ -19,6 +19,19 @@ function fnv1a(s: string): number {
 }
 
 /**
+ * Words: runs of letters, combining marks (so Devanagari or decomposed accents stay one word) and
+ * digits, after NFKC so the same text typed two ways embeds the same.
+ */
+function tokenize(text: string): string[] {
+  return (
+    text
+      .normalize('NFKC')
+      .toLowerCase()
+      .match(/[\p{L}\p{M}\p{N}]+/gu) ?? []
+  );
+}
+
+/**
  * A deterministic local embedding model (feature hashing of words and word pairs). Texts that
  * share words are close; unrelated texts are near-orthogonal. It is what the embedded stack's demo
  * data and the loopback OpenAI-compatible test server use, and the worker's embedder when no
@@ -30,25 +43,35 @@ export class HashingEmbedder implements Embedder {
   readonly dimensions: number;
 
   constructor(opts: { dimensions?: number } = {}) {
-    this.dimensions = opts.dimensions ?? 1024;
+    const dimensions = opts.dimensions ?? 1024;
+    if (!Number.isInteger(dimensions) || dimensions < 1) {
+      throw new RangeError(`HashingEmbedder: dimensions must be a positive integer, got ${dimensions}`);
+    }
+    this.dimensions = dimensions;
   }
 
+  /** Synchronous work behind the async interface; there is nothing to cancel. */
   async embed(texts: string[]): Promise<number[][]> {
     return texts.map((t) => this.embedOne(t));
   }
 
   embedOne(text: string): number[] {
     const v = new Float64Array(this.dimensions);
-    const words = (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((w) => !STOP_WORDS.has(w));
+    const words = tokenize(text).filter((w) => !STOP_WORDS.has(w));
+    // Bucket from the hash's value, sign from its top bit: colliding features cancel out on
+    // average instead of piling up, so unrelated texts stay near-orthogonal.
     const add = (feature: string, weight: number) => {
       const h = fnv1a(feature);
       v[h % this.dimensions]! += h & 0x80000000 ? -weight : weight;
     };
+    // Bigrams (at half weight) reward shared phrases over the same words in another order.
     for (let i = 0; i < words.length; i++) {
       add(words[i]!, 1);
       if (i + 1 < words.length) add(`${words[i]} ${words[i + 1]}`, 0.5);
     }
-    let norm = Math.hypot(...v);
+    let sumSquares = 0;
+    for (const x of v) sumSquares += x * x;
+    let norm = Math.sqrt(sumSquares);
     if (norm === 0) {
       // Nothing but stop words: a fixed unit vector, so distances stay defined.
       v[0] = 1;

@@ -63,7 +63,9 @@ function writeError(what: string, error: { message: string; code?: string }): Er
   const message = `${what}: ${error.message}${code ? ` (${code})` : ''}`;
   const retryable =
     !code ||
-    (code.startsWith('PGRST') ? code <= 'PGRST003' : ['08', '40', '53', '55', '57', '58'].includes(code.slice(0, 2)));
+    (code.startsWith('PGRST')
+      ? code <= 'PGRST003'
+      : ['08', '40', '53', '55', '57', '58'].includes(code.slice(0, 2)));
   return retryable ? new Error(message) : new RejectedWriteError(message);
 }
 

@@ -1,0 +1,76 @@
+import type { Logger } from 'pino';
+import type { ClientRow, PlatformAdmin } from './platform.js';
+import {
+  applyDedicatedMigrations,
+  type DedicatedProvisioner,
+  type ProjectHandle,
+  type ProjectKeys,
+  projectNameFor,
+} from './provisioner.js';
+
+export type DedicatedProject = ProjectHandle & ProjectKeys;
+
+export interface EnsureProjectDeps {
+  platform: PlatformAdmin;
+  provisioner: DedicatedProvisioner;
+  log: Logger;
+}
+
+/**
+ * Brings the client's dedicated project to "ready for data": created (or found again), healthy, keys
+ * known, migrations applied. Progress goes into the platform row as soon as each fact is known (the
+ * ref and URL right after creation), so after a failure a re-run continues with the same project.
+ */
+export async function ensureDedicatedProject(
+  deps: EnsureProjectDeps,
+  client: ClientRow,
+  opts: { migrate: boolean },
+): Promise<{ client: ClientRow; project: DedicatedProject }> {
+  const { platform, provisioner, log } = deps;
+  let row = client;
+  if (!row.supabase_project_ref || !row.supabase_url) {
+    const name = projectNameFor(row.id);
+    const found = await provisioner.findProject(name);
+    const handle = found ?? (await provisioner.createProject({ name, clientId: row.id }));
+    log.info({ ref: handle.ref, reused: Boolean(found), provisioner: provisioner.kind }, 'dedicated project');
+    row = await platform.updateClient(row.id, { supabase_project_ref: handle.ref, supabase_url: handle.url });
+  }
+  const ref = row.supabase_project_ref!;
+  await provisioner.waitUntilReady(ref);
+  if (!row.supabase_anon_key || !row.supabase_service_role_key) {
+    const keys = await provisioner.getKeys(ref);
+    row = await platform.updateClient(row.id, {
+      supabase_anon_key: keys.anonKey,
+      supabase_service_role_key: keys.serviceRoleKey,
+    });
+  }
+  const project: DedicatedProject = {
+    ref,
+    url: row.supabase_url!,
+    anonKey: row.supabase_anon_key!,
+    serviceRoleKey: row.supabase_service_role_key!,
+  };
+  if (opts.migrate) {
+    if (provisioner.runSql) await applyDedicatedMigrations(provisioner, ref);
+    else await provisioner.checkSchema?.(project);
+  }
+  return { client: row, project };
+}
+
+/** The dedicated project the platform row names (after ensureDedicatedProject stored it). */
+export function projectOf(row: ClientRow): DedicatedProject | null {
+  if (
+    !row.supabase_project_ref ||
+    !row.supabase_url ||
+    !row.supabase_anon_key ||
+    !row.supabase_service_role_key
+  ) {
+    return null;
+  }
+  return {
+    ref: row.supabase_project_ref,
+    url: row.supabase_url,
+    anonKey: row.supabase_anon_key,
+    serviceRoleKey: row.supabase_service_role_key,
+  };
+}

@@ -1,0 +1,86 @@
+/**
+ * Errors of the operations tooling. Each carries the exit code the CLI returns for it, so scripts
+ * can tell "fix your command" (2) from "refused by a limit" (3) from "something failed" (1).
+ */
+
+export const EXIT = Object.freeze({ ok: 0, failure: 1, usage: 2, limit: 3 });
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export class OpsError extends Error {
+  readonly exitCode: ExitCode = EXIT.failure;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A bad argument, a missing setting, a client in the wrong state for the command. */
+export class UsageError extends OpsError {
+  override readonly exitCode = EXIT.usage;
+}
+
+/** Refused by a limit: a tier limit (documents, size) or no capacity left in any shared pool. */
+export class LimitError extends OpsError {
+  override readonly exitCode = EXIT.limit;
+  constructor(
+    readonly limit: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class NoPoolCapacityError extends LimitError {
+  constructor(clientId: string, detail: string) {
+    super(
+      'shared_pool_capacity',
+      `no shared pool has room for client ${clientId}: ${detail}. Add a pool to shared_pool_config or raise max_clients of an active one, then run \`sidekick clients create\` again`,
+    );
+  }
+}
+
+export class ClientNotFoundError extends OpsError {
+  constructor(clientId: string) {
+    super(`client ${clientId} is not in the platform clients table`);
+  }
+}
+
+/** A request to a database API (PostgREST) failed; `code` is Postgres' SQLSTATE when there is one. */
+export class DatabaseApiError extends OpsError {
+  constructor(
+    readonly what: string,
+    readonly code: string | undefined,
+    detail: string,
+  ) {
+    super(`${what}: ${detail}${code ? ` (${code})` : ''}`);
+  }
+}
+
+/** Thrown by the `failAfterPages` hook of an upgrade: a stand-in for a crash half-way. */
+export class InjectedFailure extends OpsError {}
+
+/** The copied rows differ from the source and could not be reconciled. */
+export class VerificationError extends OpsError {}
+
+/** What a PostgREST error looks like in supabase-js results. */
+export interface PostgrestErrorLike {
+  message: string;
+  code?: string | undefined;
+  details?: string | null | undefined;
+  hint?: string | null | undefined;
+}
+
+export function dbError(what: string, error: PostgrestErrorLike): DatabaseApiError {
+  const detail = [error.message || 'request failed', error.details, error.hint].filter(Boolean).join('; ');
+  return new DatabaseApiError(what, error.code || undefined, detail);
+}
+
+/** Throws a DatabaseApiError when a supabase-js result carries an error; returns the data otherwise. */
+export function must<T>(what: string, result: { data: T; error: PostgrestErrorLike | null }): T {
+  if (result.error) throw dbError(what, result.error);
+  return result.data;
+}
+
+export function exitCodeOf(err: unknown): ExitCode {
+  return err instanceof OpsError ? err.exitCode : EXIT.failure;
+}

@@ -1,0 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import { TIER_HOSTING } from '../tenancy/tiers.js';
+import { isUuid, type Tier } from '../tenancy/types.js';
+import { type Clock, type OpsBase, request, systemClock } from './context.js';
+import { ensureDedicatedProject } from './dedicated.js';
+import { UsageError } from './errors.js';
+import type { ClientRow, PlatformAdmin, PoolAdmins } from './platform.js';
+import type { DedicatedProvisioner } from './provisioner.js';
+
+export interface ProvisionDeps extends OpsBase {
+  platform: PlatformAdmin;
+  pools: PoolAdmins;
+  /** Needed for champion and paragon clients only. */
+  provisioner?: DedicatedProvisioner | undefined;
+}
+
+export interface ProvisionRequest {
+  /** Given: the run is idempotent (a re-run finishes a failed provisioning). Absent: a new uuid. */
+  clientId?: string | undefined;
+  name: string;
+  tier: Tier;
+  /** Per-client overrides of the tier's features (clients.tier_features). */
+  tierFeatures?: Record<string, unknown> | undefined;
+}
+
+export interface ProvisionResult {
+  client: ClientRow;
+  /** The row was created by this run (false: an earlier run's row was finished or found ready). */
+  created: boolean;
+  /** Already ready before this run: nothing was done. */
+  alreadyReady: boolean;
+}
+
+/**
+ * Registers a client and makes it ready. Adventurer: a shared pool with room is chosen by the
+ * platform's assign_shared_pool() (which counts capacity under a lock), then the client is registered
+ * in that pool (pool_clients, max_sidekicks 1). Champion or paragon: a dedicated project through the
+ * provisioner. The platform row says 'provisioning' throughout and records each step, so a failure
+ * leaves 'failed' with the reason and running this again finishes the job.
+ */
+export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest): Promise<ProvisionResult> {
+  const clock: Clock = deps.clock ?? systemClock;
+  const id = (req.clientId ?? randomUUID()).toLowerCase();
+  if (!isUuid(id)) throw new UsageError(`--id: expected a uuid, got "${req.clientId}"`);
+  if (!req.name.trim()) throw new UsageError('--name: the client needs a name');
+  const hosting = TIER_HOSTING[req.tier];
+  const log = deps.log.child({ client_id: id, tier: req.tier });
+
+  let row = await deps.platform.findClient(id);
+  let created = false;
+  if (row) {
+    if (row.tier !== req.tier) {
+      throw new UsageError(
+        `client ${id} already exists as ${row.tier}; to change its tier use \`sidekick clients upgrade\``,
+      );
+    }
+    if (row.provisioning_status === 'ready') return { client: row, created: false, alreadyReady: true };
+    if (row.provisioning_status === 'suspended') throw new UsageError(`client ${id} is suspended`);
+    log.info({ status: row.provisioning_status }, 'continuing an earlier provisioning');
+    row = await deps.platform.updateClient(id, {
+      provisioning_status: 'provisioning',
+      provisioning_error: null,
+    });
+  } else {
+    if (hosting === 'dedicated' && !deps.provisioner) throw missingProvisioner(req.tier);
+    const inserted = await deps.platform.insertClient({
+      id,
+      name: req.name.trim(),
+      tier: req.tier,
+      hosting_type: hosting,
+      max_sidekicks: req.tier === 'adventurer' ? 1 : null,
+      tier_features: req.tierFeatures ?? {},
+      provisioning_status: 'provisioning',
+    });
+    row = inserted.row;
+    created = inserted.created;
+  }
+
+  try {
+    row = hosting === 'shared' ? await provisionShared(deps, row) : await provisionDedicated(deps, row);
+    row = await deps.platform.updateClient(id, {
+      provisioning_status: 'ready',
+      provisioning_error: null,
+      provisioning_completed_at: clock.now().toISOString(),
+    });
+    log.info({ pool_id: row.shared_pool_id, project_ref: row.supabase_project_ref }, 'client provisioned');
+    return { client: row, created, alreadyReady: false };
+  } catch (err) {
+    const reason = (err as Error).message;
+    await deps.platform
+      .updateClient(id, { provisioning_status: 'failed', provisioning_error: reason.slice(0, 2000) })
+      .catch((e: Error) => log.error({ err: e }, 'could not record the provisioning failure'));
+    log.warn({ reason }, 'provisioning failed; run it again to finish');
+    throw err;
+  }
+}
+
+async function provisionShared(deps: ProvisionDeps, client: ClientRow): Promise<ClientRow> {
+  const poolId = client.shared_pool_id ?? (await deps.platform.assignSharedPool(client.id));
+  const { db } = await deps.pools.forPool(poolId);
+  // The pool's own record of the client: the sidekick limit and the write fence it enforces.
+  await request(
+    `registering client ${client.id} in pool ${poolId}`,
+    () =>
+      db
+        .from('pool_clients')
+        .upsert(
+          { client_id: client.id, max_sidekicks: 1 },
+          { onConflict: 'client_id', ignoreDuplicates: true },
+        )
+        .retry(false),
+    deps.retry,
+  );
+  return client.shared_pool_id ? client : deps.platform.getClient(client.id);
+}
+
+async function provisionDedicated(deps: ProvisionDeps, client: ClientRow): Promise<ClientRow> {
+  if (!deps.provisioner) throw missingProvisioner(client.tier);
+  const { client: row } = await ensureDedicatedProject(
+    { platform: deps.platform, provisioner: deps.provisioner, log: deps.log },
+    client,
+    { migrate: true },
+  );
+  return row;
+}
+
+function missingProvisioner(tier: string): UsageError {
+  return new UsageError(
+    `a ${tier} client needs its own Supabase project: set SUPABASE_ACCESS_TOKEN and --organization (Supabase Management API), or pass --existing-project-url for a project that already has the dedicated schema`,
+  );
+}

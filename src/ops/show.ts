@@ -1,0 +1,90 @@
+import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
+import type { TenantTable } from '../tenancy/tenant-query.js';
+import type { OpsBase } from './context.js';
+import { projectOf } from './dedicated.js';
+import type { PlatformAdmin, PoolAdmins } from './platform.js';
+import { COPY_ORDER, countRows } from './tables.js';
+
+export interface ClientDescription {
+  id: string;
+  name: string;
+  tier: string;
+  hostingType: string;
+  maxSidekicks: number | null;
+  tierFeatures: unknown;
+  provisioning: { status: string; error: string | null; completedAt: string | null };
+  migration: { status: string; startedAt: string | null; state: Record<string, unknown> | null };
+  pool: { id: string; name: string; writeFence: string | null } | null;
+  /** Credentials are never printed; only whether they are there. */
+  project: { ref: string | null; url: string | null; hasAnonKey: boolean; hasServiceRoleKey: boolean } | null;
+  /** The client's rows where its data lives now (null when that database could not be reached). */
+  rows: Partial<Record<TenantTable, number>> | null;
+  rowsError?: string;
+}
+
+/** `sidekick clients show`: the platform record, where the data lives, and how much of it there is. */
+export async function describeClient(
+  deps: OpsBase & { platform: PlatformAdmin; pools: PoolAdmins },
+  clientId: string,
+): Promise<ClientDescription> {
+  const row = await deps.platform.getClient(clientId);
+  const state = row.migration_state ?? null;
+  const poolId =
+    row.shared_pool_id ?? (typeof state?.source_pool_id === 'string' ? state.source_pool_id : null);
+  let pool: ClientDescription['pool'] = null;
+  let poolDb: SupabaseClient | null = null;
+  if (poolId) {
+    const p = await deps.pools.forPool(poolId);
+    poolDb = p.db;
+    const { data } = await p.db
+      .from('pool_clients')
+      .select('write_fence')
+      .eq('client_id', row.id)
+      .maybeSingle();
+    pool = {
+      id: poolId,
+      name: p.pool.pool_name,
+      writeFence: (data?.write_fence as string | undefined) ?? null,
+    };
+  }
+  const description: ClientDescription = {
+    id: row.id,
+    name: row.name,
+    tier: row.tier,
+    hostingType: row.hosting_type,
+    maxSidekicks: row.max_sidekicks,
+    tierFeatures: row.tier_features,
+    provisioning: {
+      status: row.provisioning_status,
+      error: row.provisioning_error,
+      completedAt: row.provisioning_completed_at,
+    },
+    migration: { status: row.migration_status, startedAt: row.migration_started_at, state },
+    pool,
+    project:
+      row.supabase_project_ref || row.supabase_url
+        ? {
+            ref: row.supabase_project_ref,
+            url: row.supabase_url,
+            hasAnonKey: Boolean(row.supabase_anon_key),
+            hasServiceRoleKey: Boolean(row.supabase_service_role_key),
+          }
+        : null,
+    rows: null,
+  };
+  const project = projectOf(row);
+  const [db, scope] =
+    row.hosting_type === 'shared'
+      ? [poolDb, row.id]
+      : [project ? createSupabase(project.url, project.serviceRoleKey) : null, undefined];
+  if (db) {
+    try {
+      const rows: Partial<Record<TenantTable, number>> = {};
+      for (const t of COPY_ORDER) rows[t] = await countRows(db, t, scope, { retries: 0, minMs: 0, maxMs: 0 });
+      description.rows = rows;
+    } catch (err) {
+      description.rowsError = (err as Error).message;
+    }
+  }
+  return description;
+}

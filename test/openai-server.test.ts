@@ -1,0 +1,248 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { HashingEmbedder } from '../src/context/hashing-embedder.js';
+import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
+
+// The loopback server is only useful if the real SDK cannot tell it from OpenAI: every test here
+// goes through the official `openai` client, as the worker and LiveKit's plugin do.
+
+let server: OpenAIServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  server = await startOpenAIServer();
+  client = new OpenAI({ apiKey: 'sk-test', baseURL: server.url, maxRetries: 0 });
+});
+afterAll(async () => {
+  await server.close();
+});
+beforeEach(() => {
+  server.reset();
+});
+
+describe('chat completions', () => {
+  it('streams the reply in several chunks, then a usage chunk, to the real SDK', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: 'You are a sidekick.' },
+        { role: 'user', content: 'what is on the menu today?' },
+      ],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const deltas: string[] = [];
+    const finishReasons: string[] = [];
+    let usage: OpenAI.CompletionUsage | null | undefined;
+    let usageChunkChoices: number | undefined;
+    for await (const chunk of stream) {
+      for (const choice of chunk.choices) {
+        if (choice.delta.content) deltas.push(choice.delta.content);
+        if (choice.finish_reason) finishReasons.push(choice.finish_reason);
+      }
+      if (chunk.usage) {
+        usage = chunk.usage;
+        usageChunkChoices = chunk.choices.length;
+      }
+    }
+    expect(deltas.join('')).toBe('You said: what is on the menu today?');
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(finishReasons).toEqual(['stop']);
+    expect(usageChunkChoices).toBe(0);
+    expect(usage?.total_tokens).toBe((usage?.prompt_tokens ?? 0) + (usage?.completion_tokens ?? 0));
+    expect(usage?.completion_tokens).toBeGreaterThan(0);
+  });
+
+  it('sends no usage chunk when the client did not ask for one', async () => {
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
+    const usages: unknown[] = [];
+    for await (const chunk of stream) if (chunk.usage) usages.push(chunk.usage);
+    expect(usages).toEqual([]);
+  });
+
+  it('records each request with its path, lower-cased headers and parsed body', async () => {
+    await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hello' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const [request, ...rest] = server.chatRequests();
+    expect(rest).toEqual([]);
+    expect(request?.path).toBe('/v1/chat/completions');
+    expect(request?.headers.authorization).toBe('Bearer sk-test');
+    expect(request?.headers['content-type']).toBe('application/json');
+    expect(request?.body).toMatchObject({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hello' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    expect(server.embeddingRequests()).toEqual([]);
+  });
+
+  it('answers with what the programmable responder returns, given the request', async () => {
+    server.setResponder((request) => `model=${request.model} turns=${request.messages.length}`);
+    const res = await client.chat.completions.create({
+      model: 'gpt-4.1-mini',
+      messages: [
+        { role: 'user', content: 'one' },
+        { role: 'assistant', content: 'two' },
+        { role: 'user', content: 'three' },
+      ],
+    });
+    expect(res.choices[0]?.message.content).toBe('model=gpt-4.1-mini turns=3');
+    expect(res.choices[0]?.finish_reason).toBe('stop');
+  });
+
+  it('streams tool calls as the API does: id and name first, then the arguments in pieces', async () => {
+    server.setResponder(() => ({ toolCalls: [{ name: 'lookup_order', arguments: { orderId: 'A-17' } }] }));
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'where is my order A-17?' }],
+      tools: [
+        {
+          type: 'function',
+          function: { name: 'lookup_order', parameters: { type: 'object', properties: {} } },
+        },
+      ],
+      stream: true,
+    });
+    const calls: Array<{ id?: string; name?: string; args: string }> = [];
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      for (const part of choice?.delta.tool_calls ?? []) {
+        calls[part.index] ??= { args: '' };
+        const call = calls[part.index]!;
+        if (part.id) call.id = part.id;
+        if (part.function?.name) call.name = part.function.name;
+        call.args += part.function?.arguments ?? '';
+      }
+      finish = choice?.finish_reason ?? finish;
+    }
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.name).toBe('lookup_order');
+    expect(calls[0]?.id).toMatch(/^call_/);
+    expect(JSON.parse(calls[0]?.args ?? '')).toEqual({ orderId: 'A-17' });
+    expect(finish).toBe('tool_calls');
+  });
+});
+
+describe('embeddings', () => {
+  const embedder = new HashingEmbedder({ dimensions: 1024 });
+
+  it("serves the SDK's default base64 encoding as little-endian float32 of the hashing model", async () => {
+    const res = await client.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: ['refund policy', 'opening hours'],
+    });
+    // What the openai v6 SDK asks for when the caller names no encoding.
+    expect(server.embeddingRequests()[0]?.body.encoding_format).toBe('base64');
+    expect(res.data.map((d) => d.index)).toEqual([0, 1]);
+    const expected = await embedder.embed(['refund policy', 'opening hours']);
+    for (const [i, d] of res.data.entries()) {
+      expect(d.embedding).toHaveLength(1024);
+      expect(Array.from(d.embedding)).toEqual(expected[i]!.map((x) => Math.fround(x)));
+    }
+  });
+
+  it('serves floats, with the dimensions asked for and OpenAI-shaped usage', async () => {
+    const res = await client.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: 'refund policy',
+      dimensions: 256,
+      encoding_format: 'float',
+    });
+    expect(res.object).toBe('list');
+    expect(res.model).toBe('text-embedding-3-small');
+    expect(res.data[0]?.embedding).toEqual(
+      new HashingEmbedder({ dimensions: 256 }).embedOne('refund policy'),
+    );
+    expect(res.usage.total_tokens).toBeGreaterThan(0);
+  });
+
+  it('refuses empty strings as OpenAI does, with a 400 the SDK turns into BadRequestError', async () => {
+    await expect(
+      client.embeddings.create({
+        model: 'text-embedding-3-small',
+        input: ['ok', ''],
+        encoding_format: 'float',
+      }),
+    ).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+});
+
+describe('fault injection', () => {
+  it('fails the next N requests of a route with the given status, then recovers', async () => {
+    server.failNext('chat', 503, 2);
+    const ask = () =>
+      client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    await expect(ask()).rejects.toMatchObject({ status: 503 });
+    await expect(ask()).rejects.toBeInstanceOf(OpenAI.InternalServerError);
+    // Other routes are untouched by a chat failure.
+    await expect(
+      client.embeddings.create({ model: 'text-embedding-3-small', input: 'x', encoding_format: 'float' }),
+    ).resolves.toBeDefined();
+    expect((await ask()).choices[0]?.message.content).toBe('You said: hi');
+  });
+
+  it('delays a route so that a client time budget runs out, and drops the abandoned request', async () => {
+    server.setDelay('embeddings', 2_000);
+    const started = performance.now();
+    await expect(
+      client.embeddings.create(
+        { model: 'text-embedding-3-small', input: 'slow', encoding_format: 'float' },
+        { timeout: 100 },
+      ),
+    ).rejects.toBeInstanceOf(OpenAI.APIConnectionTimeoutError);
+    expect(performance.now() - started).toBeLessThan(1_500);
+    // Chat has no delay.
+    const chatStarted = performance.now();
+    await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    expect(performance.now() - chatStarted).toBeLessThan(1_000);
+  });
+
+  it('answers unknown paths 404 and keyless requests 401, as OpenAI does', async () => {
+    const keyless = await fetch(`${server.url}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
+    });
+    expect(keyless.status).toBe(401);
+    const unknown = await fetch(`${server.url}/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-test' },
+    });
+    expect(unknown.status).toBe(404);
+    expect(server.requests.map((r) => r.route)).toEqual(['chat', undefined]);
+  });
+
+  it('reset() clears the log and every injected behaviour', async () => {
+    server.failNext('chat', 500, 5);
+    server.setDelay('chat', 5_000);
+    server.forceDimensions(3);
+    server.setResponder(() => 'scripted');
+    await client.models.list();
+    server.reset();
+    expect(server.requests).toEqual([]);
+    const res = await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+      { timeout: 1_000 },
+    );
+    expect(res.choices[0]?.message.content).toBe('You said: hi');
+    const emb = await client.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: 'x',
+      encoding_format: 'float',
+    });
+    expect(emb.data[0]?.embedding).toHaveLength(1024);
+  });
+});
