@@ -8,6 +8,7 @@
  *   sidekick clients cleanup --client C
  *   sidekick docs add --client C --agent S FILE...
  *   sidekick docs list --client C [--agent S]
+ *   sidekick chat [--client C --agent S] [--user U] [--conversation V]
  *
  * Exit codes: 0 done, 1 failed (run again to finish what was started), 2 usage or configuration
  * error, 3 refused by a limit (tier limits, no room in any shared pool). `--json` prints the result
@@ -19,10 +20,12 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
+import { runChat } from './agent/chat.js';
+import { InvalidJobMetadataError, SessionRefusedError, SidekickLimitError } from './agent/errors.js';
+import { parseJobMetadata } from './agent/metadata.js';
+import { createRuntime, type WorkerRuntime, withEmbeddedPlatform } from './agent/runtime.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import type { Embedder } from './context/embeddings.js';
-import { OpenAIEmbedder } from './context/embeddings.js';
-import { HashingEmbedder } from './context/hashing-embedder.js';
 import { createRootLogger, isLogLevel } from './log.js';
 import { EXIT, exitCodeOf, UsageError } from './ops/errors.js';
 import { ExistingProjectProvisioner } from './ops/existing-project.js';
@@ -33,16 +36,16 @@ import { provisionClient } from './ops/provision.js';
 import type { DedicatedProvisioner } from './ops/provisioner.js';
 import { describeClient } from './ops/show.js';
 import { abortUpgrade, cleanupClient, upgradeClient } from './ops/upgrade.js';
-import { ClientConnectionManager } from './tenancy/connections.js';
-import { ClientDirectory } from './tenancy/directory.js';
+import type { ClientConnectionManager } from './tenancy/connections.js';
 import { TenancyError } from './tenancy/errors.js';
-import { createSupabase } from './tenancy/supabase.js';
 import type { Tier } from './tenancy/types.js';
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
   stderr: { write(chunk: string): unknown };
   env: NodeJS.ProcessEnv;
+  /** What `sidekick chat` reads the user's lines from (default: process.stdin). */
+  stdin?: NodeJS.ReadableStream;
 }
 
 interface DedicatedFlags {
@@ -72,7 +75,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   };
 
   const program = new Command('sidekick')
-    .description('Operations for the sidekick platform: clients, tier upgrades, documents')
+    .description('Operations for the sidekick platform: clients, tier upgrades, documents, chat')
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
@@ -354,6 +357,48 @@ Exit codes: 0 ok, 1 failure (run again to finish), 2 usage/config error, 3 refus
       }
     });
 
+  program
+    .command('chat')
+    .description(
+      "talk to a sidekick in the terminal (text) through the worker's own session code; needs no LiveKit. With no platform configured, starts the embedded stack and talks to its first demo sidekick",
+    )
+    .option('--client <id>', 'client id')
+    .option('--agent <slug>', "the sidekick's slug")
+    .option('--user <id>', "the end user's id, for recall of their earlier conversations")
+    .option('--conversation <id>', 'continue this conversation (default: a new one)')
+    .action(async (o: { client?: string; agent?: string; user?: string; conversation?: string }) => {
+      const log = cliLogger(io);
+      // A copy: pointing the environment at the embedded stack must not leak into the caller's.
+      const env = { ...io.env };
+      const config = loadConfig(env);
+      if (!config.openai.apiKey) {
+        throw new UsageError(
+          'chat needs a language model: set OPENAI_API_KEY (and OPENAI_BASE_URL for any OpenAI-compatible server, e.g. http://localhost:11434/v1 with any key)',
+        );
+      }
+      if (config.platform.mode === 'embedded') err('no PLATFORM_SUPABASE_URL: starting the embedded stack');
+      const embedded = await withEmbeddedPlatform(config, log, env);
+      try {
+        // The demo's sidekick and user stand in for what is not given, on the embedded stack only.
+        const demo = o.client ? undefined : embedded.stack?.demo;
+        const metadata = parseJobMetadata(
+          JSON.stringify({
+            client_id: o.client ?? demo?.adventurers[0]?.clientId,
+            agent_slug: o.agent ?? demo?.adventurers[0]?.agentSlug,
+            user_id: o.user ?? demo?.userId,
+            conversation_id: o.conversation,
+          }),
+        );
+        const stats = await runChat(createRuntime(embedded.config, log), metadata, log, {
+          input: io.stdin ?? process.stdin,
+          output: io.stdout,
+        });
+        err(`${stats.turns} turns; transcript rows written ${stats.written}, dropped ${stats.dropped}`);
+      } finally {
+        await embedded.stack?.stop();
+      }
+    });
+
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
@@ -363,7 +408,13 @@ Exit codes: 0 ok, 1 failure (run again to finish), 2 usage/config error, 3 refus
     } else if (e instanceof ConfigError) {
       err(e.message);
       exitCode = EXIT.usage;
-    } else if (e instanceof TenancyError) {
+    } else if (e instanceof InvalidJobMetadataError) {
+      err(`error: ${e.message}`);
+      exitCode = EXIT.usage;
+    } else if (e instanceof SidekickLimitError) {
+      err(`error: ${e.message}`);
+      exitCode = EXIT.limit;
+    } else if (e instanceof TenancyError || e instanceof SessionRefusedError) {
       err(`error: ${e.message}`);
       exitCode = EXIT.failure;
     } else {
@@ -383,6 +434,12 @@ interface Runtime {
   embedder(): Embedder;
 }
 
+/** Logs go to stderr (stdout carries results); quiet unless LOG_LEVEL asks for more. */
+function cliLogger(io: CliIo): Logger {
+  const level = isLogLevel(io.env.LOG_LEVEL) ? io.env.LOG_LEVEL : 'warn';
+  return createRootLogger({ level, destination: { write: (s: string) => io.stderr.write(s) } });
+}
+
 function makeRuntime(io: CliIo): Runtime {
   const config = loadConfig(io.env);
   if (config.platform.mode !== 'remote') {
@@ -391,42 +448,21 @@ function makeRuntime(io: CliIo): Runtime {
     );
   }
   const { url, serviceRoleKey } = config.platform;
-  // Logs go to stderr (stdout carries results); quiet unless LOG_LEVEL asks for more.
-  const level = isLogLevel(io.env.LOG_LEVEL) ? io.env.LOG_LEVEL : 'warn';
-  const log = createRootLogger({ level, destination: { write: (s: string) => io.stderr.write(s) } });
+  const log = cliLogger(io);
   const platform = PlatformAdmin.connect(url, serviceRoleKey);
-  let connections: ClientConnectionManager | undefined;
-  let embedder: Embedder | undefined;
+  // The worker's own tenancy and embedder: documents are loaded exactly as sessions read them.
+  let worker: WorkerRuntime | undefined;
+  const workerRuntime = () => {
+    worker ??= createRuntime(config, log);
+    return worker;
+  };
   return {
     config,
     log,
     platform,
     pools: new PoolAdmins(platform),
-    connections() {
-      connections ??= new ClientConnectionManager({
-        directory: new ClientDirectory({
-          platform: createSupabase(url, serviceRoleKey),
-          ttlMs: config.tenancy.clientCacheTtlMs,
-        }),
-        tokenTtlSeconds: config.tenancy.tenantTokenTtlS,
-        maxProjects: config.tenancy.maxCachedConnections,
-        warn: (msg, fields) => log.warn(fields, msg),
-      });
-      return connections;
-    },
-    embedder() {
-      const e = config.embeddings;
-      embedder ??=
-        e.provider === 'openai'
-          ? new OpenAIEmbedder({
-              apiKey: e.apiKey,
-              baseURL: e.baseUrl ?? undefined,
-              model: e.model,
-              dimensions: e.dimensions,
-            })
-          : new HashingEmbedder({ dimensions: e.dimensions });
-      return embedder;
-    },
+    connections: () => workerRuntime().connections,
+    embedder: () => workerRuntime().embedder,
   };
 }
 

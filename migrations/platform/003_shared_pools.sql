@@ -151,25 +151,25 @@ BEGIN
       USING ERRCODE = 'P0001';
   END IF;
 
-  -- Least loaded first; a pool another assignment holds right now is skipped ...
-  SELECT id INTO v_pool FROM shared_pool_config
-   WHERE is_active AND current_client_count < max_clients
-   ORDER BY current_client_count::float8 / greatest(max_clients, 1), pool_name
-   LIMIT 1
-   FOR UPDATE SKIP LOCKED;
-  IF v_pool IS NULL THEN
-    -- ... unless every pool with room is held: then wait for one. After the wait Postgres
-    -- re-checks the row (it may be full now) and moves on to the next candidate if it is.
+  -- Least loaded first; a pool another assignment holds right now is skipped. This never waits
+  -- for a pool's lock: a transaction that waited would keep the lock of a pool that filled up
+  -- meanwhile (Postgres keeps locks on rows that fail the re-check) and go on to lock the next,
+  -- and two such transactions can deadlock. When every pool with room is held, poll briefly
+  -- instead: the holders finish in milliseconds.
+  LOOP
     SELECT id INTO v_pool FROM shared_pool_config
      WHERE is_active AND current_client_count < max_clients
      ORDER BY current_client_count::float8 / greatest(max_clients, 1), pool_name
      LIMIT 1
-     FOR UPDATE;
-  END IF;
-  IF v_pool IS NULL THEN
-    RAISE EXCEPTION 'no shared pool has room for client %', p_client_id
-      USING ERRCODE = 'P0001', HINT = 'add a pool to shared_pool_config or raise max_clients of an active one';
-  END IF;
+     FOR UPDATE SKIP LOCKED;
+    EXIT WHEN v_pool IS NOT NULL;
+    PERFORM 1 FROM shared_pool_config WHERE is_active AND current_client_count < max_clients;
+    IF NOT FOUND THEN
+      RAISE EXCEPTION 'no shared pool has room for client %', p_client_id
+        USING ERRCODE = 'P0001', HINT = 'add a pool to shared_pool_config or raise max_clients of an active one';
+    END IF;
+    PERFORM pg_sleep(0.005);
+  END LOOP;
 
   -- We hold the pool's lock and saw room: the count trigger's +1 cannot break shared_pool_capacity.
   UPDATE clients SET shared_pool_id = v_pool WHERE id = p_client_id;

@@ -15,7 +15,7 @@ export async function runChat(
   runtime: WorkerRuntime,
   metadata: JobMetadata,
   log: Logger,
-  io: { input: NodeJS.ReadableStream; output: NodeJS.WritableStream } = {
+  io: { input: NodeJS.ReadableStream; output: { write(chunk: string): unknown } } = {
     input: process.stdin,
     output: process.stdout,
   },

@@ -2,10 +2,9 @@ import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
 import { type Config, ConfigError, loadConfig } from '../config.js';
 import { rootLogger } from '../log.js';
-import { startStack } from '../stack/stack.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
-import { createEmbedder, createRuntime } from './runtime.js';
+import { createRuntime, withEmbeddedPlatform } from './runtime.js';
 
 /**
  * The worker: `npm start` (production) or `npm run dev`. With no PLATFORM_SUPABASE_URL it first
@@ -25,30 +24,10 @@ async function main(): Promise<void> {
   rootLogger.level = config.logLevel;
   const log = rootLogger;
 
-  if (config.platform.mode === 'embedded') {
-    log.info('no PLATFORM_SUPABASE_URL: starting the embedded local stack with demo clients');
-    // Demo documents are embedded with the worker's own embedder, so retrieval matches its queries.
-    const stack = await startStack({
-      seed: true,
-      serverUrl: config.stack.postgresUrl ?? undefined,
-      embedder: createEmbedder(config),
-    });
-    // Job processes are forked from this one and read their config from the environment.
-    Object.assign(process.env, {
-      PLATFORM_SUPABASE_URL: stack.platform.url,
-      PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
-    });
-    config = loadConfig();
-    const demo = stack.demo!;
-    log.info(
-      {
-        startup_ms: Math.round(stack.startupMs),
-        adventurers: demo.adventurers.map((c) => `${c.clientId} (${c.agentSlug})`),
-        champion: `${demo.champion.clientId} (${demo.champion.agentSlug})`,
-        user_id: demo.userId,
-      },
-      'embedded stack ready with demo clients',
-    );
+  const embedded = await withEmbeddedPlatform(config, log);
+  config = embedded.config;
+  if (embedded.stack) {
+    const { stack } = embedded;
     const stop = () => void stack.stop().finally(() => process.exit(0));
     process.once('exit', () => void stack.stop());
     process.once('SIGINT', stop);

@@ -1,8 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { Config } from '../config.js';
+import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
+import { type LocalStack, startStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 import { ClientDirectory } from '../tenancy/directory.js';
 import { createSupabase } from '../tenancy/supabase.js';
@@ -60,4 +61,39 @@ export function createRuntime(
     embedder: overrides.embedder ?? createEmbedder(config),
     sidekicks: new LRUCache({ max: 10_000 }),
   };
+}
+
+/**
+ * With no PLATFORM_SUPABASE_URL, starts the embedded local stack with the demo clients and points
+ * `env` (and so the returned config) at it; with one, returns the config unchanged. Demo documents
+ * are embedded with the worker's own embedder, so retrieval matches its queries.
+ */
+export async function withEmbeddedPlatform(
+  config: Config,
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ config: Config; stack: LocalStack | undefined }> {
+  if (config.platform.mode !== 'embedded') return { config, stack: undefined };
+  log.info('no PLATFORM_SUPABASE_URL: starting the embedded local stack with demo clients');
+  const stack = await startStack({
+    seed: true,
+    serverUrl: config.stack.postgresUrl ?? undefined,
+    embedder: createEmbedder(config),
+  });
+  // Job processes are forked from this one and read their config from the environment.
+  Object.assign(env, {
+    PLATFORM_SUPABASE_URL: stack.platform.url,
+    PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
+  });
+  const demo = stack.demo!;
+  log.info(
+    {
+      startup_ms: Math.round(stack.startupMs),
+      adventurers: demo.adventurers.map((c) => `${c.clientId} (${c.agentSlug})`),
+      champion: `${demo.champion.clientId} (${demo.champion.agentSlug})`,
+      user_id: demo.userId,
+    },
+    'embedded stack ready with demo clients',
+  );
+  return { config: loadConfig(env), stack };
 }

@@ -48,6 +48,8 @@ interface PendingRow {
   turn_id: string;
   metadata: Record<string, unknown>;
   created_at: string;
+  /** Computed once, on the first attempt that could; retries reuse it. */
+  embedding?: number[];
 }
 
 /** The database refused these rows for good (bad data, a broken reference): retrying cannot help. */
@@ -80,6 +82,8 @@ function writeError(what: string, error: { message: string; code?: string }): Er
 export class TranscriptStore {
   private readonly queue: PendingRow[] = [];
   private conversationCreated = false;
+  /** Turns keep their spoken order even when two arrive within one millisecond. */
+  private lastCreatedMs = 0;
   private loop: Promise<void> | undefined;
   private closing = false;
   private readonly abort = new AbortController();
@@ -93,13 +97,14 @@ export class TranscriptStore {
       this.stats.dropped++;
       return;
     }
+    this.lastCreatedMs = Math.max(Date.now(), this.lastCreatedMs + 1);
     this.queue.push({
       id: randomUUID(),
       role: turn.role,
       content: turn.content,
       turn_id: turn.turnId ?? randomUUID(),
       metadata: turn.metadata ?? {},
-      created_at: new Date().toISOString(),
+      created_at: new Date(this.lastCreatedMs).toISOString(),
     });
     if (this.queue.length > this.opts.maxBuffered) {
       const overflow = this.queue.splice(0, this.queue.length - this.opts.maxBuffered);
@@ -154,20 +159,30 @@ export class TranscriptStore {
         // One bad row must not sink the others: write them one by one, drop only the bad ones.
         for (const row of batch) {
           if ((await this.writeWithRetry([row])) === 'aborted') return;
-          this.queue.shift();
+          this.remove([row]);
         }
       } else if (outcome === 'aborted') {
         return; // close() counts what is left
       } else {
-        this.queue.splice(0, batch.length);
+        this.remove(batch);
       }
-      this.stats.pending = this.queue.length;
     }
+  }
+
+  /**
+   * Takes rows out by identity, not position: while a batch was in flight, an overflow may have dropped
+   * the oldest queued turns, and those can be the batch's own.
+   */
+  private remove(rows: PendingRow[]): void {
+    const done = new Set(rows);
+    const kept = this.queue.filter((r) => !done.has(r));
+    this.queue.splice(0, this.queue.length, ...kept);
+    this.stats.pending = this.queue.length;
   }
 
   private async writeWithRetry(rows: PendingRow[]): Promise<'written' | 'rejected' | 'aborted'> {
     try {
-      await pRetry(() => this.write(rows), {
+      const written = await pRetry(() => this.write(rows), {
         retries: Number.POSITIVE_INFINITY,
         minTimeout: this.opts.retry?.minMs ?? 200,
         maxTimeout: this.opts.retry?.maxMs ?? 5000,
@@ -184,7 +199,7 @@ export class TranscriptStore {
           );
         },
       });
-      this.stats.written += rows.length;
+      this.stats.written += written;
       return 'written';
     } catch (err) {
       if (!(err instanceof RejectedWriteError)) return 'aborted';
@@ -199,7 +214,10 @@ export class TranscriptStore {
     }
   }
 
-  private async write(batch: PendingRow[]): Promise<void> {
+  /** Returns how many rows it wrote: a row the overflow dropped during an earlier attempt is skipped. */
+  private async write(attempted: PendingRow[]): Promise<number> {
+    const batch = attempted.filter((r) => this.queue.includes(r));
+    if (!batch.length) return 0;
     const db = await this.opts.resolveDb();
     const { conversation } = this.opts;
     if (!this.conversationCreated) {
@@ -212,30 +230,38 @@ export class TranscriptStore {
       if (error) throw writeError('creating the conversation', error);
       this.conversationCreated = true;
     }
-    const embeddings = await this.embed(batch);
-    const rows = batch.map((row, i) => ({
+    await this.embed(batch);
+    const rows = batch.map(({ embedding, ...row }) => ({
       ...row,
       conversation_id: conversation.id,
       agent_id: conversation.agentId,
       user_id: conversation.userId,
-      embeddings: embeddings?.[i] ? vectorLiteral(embeddings[i]) : null,
+      embeddings: embedding ? vectorLiteral(embedding) : null,
     }));
     const { error } = await db
       .from('conversation_transcripts')
       .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
     if (error) throw writeError(`writing ${rows.length} transcript turns`, error);
+    return rows.length;
   }
 
-  /** Embeddings make turns findable later; a turn without one is still worth keeping. */
-  private async embed(batch: PendingRow[]): Promise<number[][] | undefined> {
+  /**
+   * Embeds the rows that have no embedding yet. Embeddings make turns findable later; a turn
+   * without one is still worth keeping, so a failure here stores it without.
+   */
+  private async embed(batch: PendingRow[]): Promise<void> {
+    const missing = batch.filter((r) => !r.embedding);
+    if (!missing.length) return;
     try {
-      return await this.opts.embedder.embed(batch.map((r) => r.content));
+      const vectors = await this.opts.embedder.embed(missing.map((r) => r.content));
+      missing.forEach((row, i) => {
+        row.embedding = vectors[i];
+      });
     } catch (err) {
       this.opts.log.warn(
         { reason: (err as Error).message },
         'embedding transcript turns failed; stored without',
       );
-      return undefined;
     }
   }
 }

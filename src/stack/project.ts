@@ -60,15 +60,17 @@ export async function startProject(opts: ProjectOptions): Promise<LocalProject> 
       const u = new URL(db.url!);
       dbUri = `postgres://${AUTHENTICATOR}@${u.host}${u.pathname}`;
     }
-    const postgrest = await startPostgrest({
-      dbUri,
-      jwtSecret: keys.postgrestJwks,
-      port: await freePort(),
-      adminPort: await freePort(),
-      pool: db.pglite ? 2 : 10,
-      preparedStatements: !db.pglite,
-      onLog: opts.onLog,
-    });
+    const postgrest = await startOnFreePorts(async () =>
+      startPostgrest({
+        dbUri,
+        jwtSecret: keys.postgrestJwks,
+        port: await freePort(),
+        adminPort: await freePort(),
+        pool: db.pglite ? 2 : 10,
+        preparedStatements: !db.pglite,
+        onLog: opts.onLog,
+      }),
+    );
     cleanups.push(() => postgrest.stop());
     const gateway = new Gateway({
       port: opts.port ?? 0,
@@ -95,5 +97,19 @@ export async function startProject(opts: ProjectOptions): Promise<LocalProject> 
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/**
+ * A port found free can be taken by another process before PostgREST binds it (tests start many
+ * stacks at once): then PostgREST exits with "Address in use", and new ports are tried.
+ */
+async function startOnFreePorts<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= attempts || !/address (already )?in use/i.test((err as Error).message)) throw err;
+    }
   }
 }

@@ -34,6 +34,9 @@ export class PgExecutor implements SqlExecutor {
   private readonly pool: pg.Pool;
   constructor(connectionString: string, max = 4) {
     this.pool = new pg.Pool({ connectionString, max });
+    // An idle connection the server ends (DROP DATABASE ... WITH (FORCE), a restart) must not
+    // crash the process; the next query opens a new one.
+    this.pool.on('error', () => {});
   }
   async exec(sql: string): Promise<void> {
     await this.pool.query(sql);
