@@ -776,6 +776,18 @@ describe('shared pool: isolation enforced by the database', () => {
       [[...TENANT_TABLES]],
     );
     expect(notLed).toEqual([]);
+    // A tier move reads one client's rows in id order, page by page: an index range on every table.
+    const noKeysetIndex = await db.sql.query<{ table: string }>(
+      `SELECT t.relname AS table FROM pg_class t
+        WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY($1)
+          AND NOT EXISTS (
+            SELECT 1 FROM pg_index i
+             WHERE i.indrelid = t.oid
+               AND (SELECT attname FROM pg_attribute WHERE attrelid = t.oid AND attnum = i.indkey[0]) = 'client_id'
+               AND (SELECT attname FROM pg_attribute WHERE attrelid = t.oid AND attnum = i.indkey[1]) = 'id')`,
+      [[...TENANT_TABLES]],
+    );
+    expect(noKeysetIndex).toEqual([]);
     const ann = await db.sql.query(
       `SELECT c.relname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE am.amname IN ('hnsw', 'ivfflat')`,
     );

@@ -147,6 +147,12 @@ CREATE INDEX IF NOT EXISTS idx_conversations_user ON conversations (client_id, u
 CREATE INDEX IF NOT EXISTS idx_transcripts_conversation ON conversation_transcripts (client_id, conversation_id);
 CREATE INDEX IF NOT EXISTS idx_transcripts_agent_user ON conversation_transcripts (client_id, agent_id, user_id);
 CREATE INDEX IF NOT EXISTS idx_overviews_agent ON user_overviews (client_id, agent_id);
+-- (client_id, id) where no constraint gives it: a tier move walks one client's rows in id order
+-- in keyset pages, and each page must be an index range, not a scan of every client's rows.
+CREATE INDEX IF NOT EXISTS idx_chunks_client_id ON document_chunks (client_id, id);
+CREATE INDEX IF NOT EXISTS idx_agent_documents_client_id ON agent_documents (client_id, id);
+CREATE INDEX IF NOT EXISTS idx_transcripts_client_id ON conversation_transcripts (client_id, id);
+CREATE INDEX IF NOT EXISTS idx_overviews_client_id ON user_overviews (client_id, id);
 
 -- updated_at on every table that has one. (Trigger names set the firing order, alphabetical:
 -- tg10 write fence, tg20 sidekick limit (002), tg90 updated_at.) pool_clients only on a real

@@ -16,11 +16,21 @@ const program = new Command('stack')
   .option('--port <n>', 'gateway port of the platform; the pool and dedicated use the next two', '54321')
   .option(
     '--postgres-url <url>',
-    'run the databases on this real PostgreSQL server (superuser URL) instead of PGlite',
+    'run the databases on this real PostgreSQL server (superuser URL, pgvector) instead of PGlite',
   )
+  .option('--platform-postgres-url <url>', 'only the platform database on this server')
+  .option('--pool-postgres-url <url>', 'only the shared pool database on this server')
+  .option('--dedicated-postgres-url <url>', 'only the dedicated databases on this server')
   .parse();
 
-const opts = program.opts<{ seed?: boolean; port: string; postgresUrl?: string }>();
+const opts = program.opts<{
+  seed?: boolean;
+  port: string;
+  postgresUrl?: string;
+  platformPostgresUrl?: string;
+  poolPostgresUrl?: string;
+  dedicatedPostgresUrl?: string;
+}>();
 const basePort = Number(opts.port);
 if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65533) {
   console.error(`--port: expected a port number, got "${opts.port}"`);
@@ -32,6 +42,11 @@ try {
     seed: opts.seed ?? false,
     basePort,
     serverUrl: opts.postgresUrl ?? process.env.STACK_POSTGRES_URL ?? undefined,
+    serverUrls: {
+      platform: opts.platformPostgresUrl,
+      pool: opts.poolPostgresUrl,
+      dedicated: opts.dedicatedPostgresUrl,
+    },
   });
   for (const [k, v] of Object.entries(stack.env())) console.log(`${k}=${v}`);
   const rssMb = Math.round(process.memoryUsage().rss / 1024 / 1024);

@@ -5,6 +5,8 @@ import { type DemoClients, seedDemo } from './seed.js';
 export interface StackOptions {
   /** Superuser URL of a real PostgreSQL server with pgvector; each project becomes a database on it. */
   serverUrl?: string;
+  /** Per project, overriding `serverUrl`: e.g. only the pool on a real server, the rest on PGlite. */
+  serverUrls?: Partial<Record<'platform' | 'pool' | 'dedicated', string>>;
   /** Register the demo clients (two adventurers in the pool, one champion on the dedicated project). */
   seed?: boolean;
   /** Embeds the demo documents and transcripts; defaults to the built-in hashing embedder. */
@@ -39,11 +41,14 @@ export const SHARED_POOL_NAME = 'adventurer_pool';
 export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
   const t0 = performance.now();
   const port = (i: number) => (opts.basePort ? opts.basePort + i : undefined);
-  const common = { serverUrl: opts.serverUrl, onLog: opts.onLog };
+  const on = (name: 'platform' | 'pool' | 'dedicated') => ({
+    serverUrl: opts.serverUrls?.[name] ?? opts.serverUrl,
+    onLog: opts.onLog,
+  });
   const started = await Promise.allSettled([
-    startProject({ ...common, name: 'platform', kind: 'platform', port: port(0) }),
-    startProject({ ...common, name: 'pool', kind: 'shared_pool', port: port(1) }),
-    startProject({ ...common, name: 'dedicated', kind: 'dedicated', port: port(2) }),
+    startProject({ ...on('platform'), name: 'platform', kind: 'platform', port: port(0) }),
+    startProject({ ...on('pool'), name: 'pool', kind: 'shared_pool', port: port(1) }),
+    startProject({ ...on('dedicated'), name: 'dedicated', kind: 'dedicated', port: port(2) }),
   ]);
   const failed = started.find((s) => s.status === 'rejected');
   if (failed) {
@@ -76,7 +81,7 @@ export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
       demo,
       startupMs: performance.now() - t0,
       async addDedicated(name = `dedicated-${extra.length + 2}`) {
-        const p = await startProject({ ...common, name, kind: 'dedicated' });
+        const p = await startProject({ ...on('dedicated'), name, kind: 'dedicated' });
         extra.push(p);
         return p;
       },

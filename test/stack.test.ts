@@ -1,0 +1,116 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../src/stack/ports.js';
+import { startStack } from '../src/stack/stack.js';
+import { REAL_SERVER_URL } from './support/db.js';
+
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+/** `npm run stack -- ARGS` as an operator runs it (tsx, from the project root). */
+function runStackCommand(args: string[]) {
+  const child = spawn('node_modules/.bin/tsx', ['src/stack/cli.ts', ...args], {
+    cwd: new URL('..', import.meta.url).pathname,
+    env: { ...process.env, STACK_POSTGRES_URL: REAL_SERVER_URL ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d) => {
+    stdout += String(d);
+  });
+  child.stderr!.on('data', (d) => {
+    stderr += String(d);
+  });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', () => {
+      if (stdout.includes('stack ready\n')) resolve();
+    });
+    void exited.then((code) => reject(new Error(`stack exited with ${code} before ready: ${stderr}`)));
+  });
+  ready.catch(() => {}); // a test that expects a failed start awaits `exited` instead
+  return { child, ready, exited, out: () => stdout, err: () => stderr };
+}
+
+describe('npm run stack', () => {
+  it('prints the stack as KEY=value lines and `stack ready`; serves /rest/v1 behind the apikey; stops on SIGINT', async () => {
+    const port = await freePort();
+    const stack = runStackCommand(['--seed', '--port', String(port)]);
+    await stack.ready;
+    const env = Object.fromEntries(
+      stack
+        .out()
+        .split('\n')
+        .filter((l) => /^[A-Z_]+=/.test(l))
+        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+    );
+    for (const key of [
+      'PLATFORM_SUPABASE_URL',
+      'PLATFORM_SUPABASE_SERVICE_ROLE_KEY',
+      'SHARED_POOL_SUPABASE_URL',
+      'SHARED_POOL_ANON_KEY',
+      'SHARED_POOL_SERVICE_ROLE_KEY',
+      'SHARED_POOL_JWT_SECRET',
+      'DEDICATED_SUPABASE_URL',
+      'DEDICATED_SUPABASE_SERVICE_ROLE_KEY',
+      'DEMO_ADVENTURER_CLIENT_IDS',
+      'DEMO_CHAMPION_CLIENT_ID',
+    ]) {
+      expect(env[key], key).toBeTruthy();
+    }
+    expect(env.PLATFORM_SUPABASE_URL).toBe(`http://127.0.0.1:${port}`);
+    expect(env.SHARED_POOL_SUPABASE_URL).toBe(`http://127.0.0.1:${port + 1}`);
+    expect(env.DEMO_ADVENTURER_CLIENT_IDS!.split(',')).toHaveLength(2);
+
+    const key = env.PLATFORM_SUPABASE_SERVICE_ROLE_KEY!;
+    const clients = await fetch(`${env.PLATFORM_SUPABASE_URL}/rest/v1/clients?select=id,tier`, {
+      headers: { apikey: key, authorization: `Bearer ${key}` },
+    });
+    expect(clients.status).toBe(200);
+    expect(((await clients.json()) as unknown[]).length).toBe(3);
+    const anonymous = await fetch(`${env.PLATFORM_SUPABASE_URL}/rest/v1/clients`);
+    expect(anonymous.status).toBe(401);
+
+    stack.child.kill('SIGINT');
+    expect(await stack.exited).toBe(0);
+    expect(stack.err()).toMatch(/# started in \d+ ms, resident memory \d+ MB/);
+    await expect(fetch(`${env.PLATFORM_SUPABASE_URL}/rest/v1/clients`)).rejects.toThrow();
+  });
+
+  it('a taken port is a clear error naming the port, and exit code 1', async () => {
+    const taken: Server = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const stack = runStackCommand(['--port', String(port)]);
+      expect(await stack.exited).toBe(1);
+      expect(stack.err()).toContain(`port ${port} (platform gateway) is already in use`);
+      expect(stack.out()).not.toContain('stack ready');
+    } finally {
+      taken.close();
+    }
+  });
+});
+
+describe.runIf(REAL_SERVER_URL)('[real server only] a stack with one project on the real server', () => {
+  it('puts only the pool on the server, the others on PGlite', async () => {
+    const stack = await startStack({ seed: true, serverUrls: { pool: REAL_SERVER_URL } });
+    try {
+      expect(stack.platform.backend).toBe('pglite');
+      expect(stack.dedicated.backend).toBe('pglite');
+      expect(stack.pool.backend).toMatch(/^postgres(ql)?:\/\//);
+      const [row] = await stack.pool.sql.query<{ n: number }>(
+        'SELECT count(DISTINCT client_id)::int AS n FROM agents',
+      );
+      expect(row!.n).toBe(2);
+    } finally {
+      await stack.stop();
+    }
+  });
+});
