@@ -19,20 +19,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorLiteral } from '../src/context/embeddings.js';
 import type { LocalStack } from '../src/stack/stack.js';
 import { createSupabase, type SupabaseClient } from '../src/tenancy/supabase.js';
+import type { TenantTable } from '../src/tenancy/tenant-query.js';
 import { type TenantSigningKey, TenantTokenMinter } from '../src/tenancy/tokens.js';
 import { startTestStack } from './support/stack.js';
 
 type Row = Record<string, unknown>;
 
-type TableName =
-  | 'agents'
-  | 'documents'
-  | 'document_chunks'
-  | 'agent_documents'
-  | 'conversations'
-  | 'conversation_transcripts'
-  | 'user_overviews'
-  | 'pool_clients';
+type TableName = TenantTable | 'pool_clients';
 
 /** One client of the pool, as the probes need it. */
 interface Tenant {

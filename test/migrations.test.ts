@@ -7,11 +7,13 @@
  * Runs on PGlite, or on a real PostgreSQL server with STACK_POSTGRES_URL (the concurrency tests
  * run there only: PGlite has one connection, so everything on it is serial).
  */
+
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FreshDatabase } from '../src/stack/databases.js';
 import { applyMigrations, type DatabaseKind } from '../src/stack/sql.js';
+import { TENANT_TABLES } from '../src/tenancy/tenant-query.js';
 import { migratedDatabase, ON_REAL_SERVER } from './support/db.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -498,16 +500,6 @@ interface TenantRows {
   overview: string;
   user: string;
 }
-
-const TENANT_TABLES = [
-  'agents',
-  'documents',
-  'document_chunks',
-  'agent_documents',
-  'conversations',
-  'conversation_transcripts',
-  'user_overviews',
-] as const;
 
 /** A registered pool client with one row in every tenant table (inserted as the superuser). */
 async function seedTenant(db: FreshDatabase, maxSidekicks: number | null = null): Promise<TenantRows> {

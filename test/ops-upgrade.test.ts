@@ -22,20 +22,13 @@ import type { LocalStack } from '../src/stack/stack.js';
 import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
+import { TENANT_TABLES } from '../src/tenancy/tenant-query.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { startTestStack } from './support/stack.js';
 
 const log = pino({ level: 'silent' });
 const retry: RetryPolicy = { retries: 1, minMs: 10, maxMs: 20 };
-const TABLES = [
-  'agents',
-  'documents',
-  'document_chunks',
-  'agent_documents',
-  'conversations',
-  'conversation_transcripts',
-  'user_overviews',
-] as const;
+const TABLES = TENANT_TABLES;
 
 let stack: LocalStack;
 let platform: PlatformAdmin;

@@ -10,11 +10,13 @@
  * (`[real server only]`) need separate backends: on PGlite every connection shares one backend.
  * The HNSW recall test of dedicated projects is in schema-recall.test.ts (real server only).
  */
+
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FreshDatabase } from '../src/stack/databases.js';
 import { applyMigrations, type DatabaseKind } from '../src/stack/sql.js';
+import { TENANT_TABLES } from '../src/tenancy/tenant-query.js';
 import { migratedDatabase, ON_REAL_SERVER } from './support/db.js';
 
 type Row = Record<string, unknown>;
@@ -428,16 +430,6 @@ interface Seeded {
   userId: string;
 }
 
-const POOL_TABLES = [
-  'agents',
-  'documents',
-  'document_chunks',
-  'agent_documents',
-  'conversations',
-  'conversation_transcripts',
-  'user_overviews',
-] as const;
-
 async function registerInPool(
   db: FreshDatabase,
   clientId: string,
@@ -622,7 +614,7 @@ describe('shared pool and dedicated databases', () => {
     });
 
     it("A sees none of B's rows in any table, and all of its own", async () => {
-      for (const table of POOL_TABLES) {
+      for (const table of TENANT_TABLES) {
         const [total] = await pool.sql.query<{ a: number; b: number }>(
           `SELECT count(*) FILTER (WHERE client_id = $1)::int AS a, count(*) FILTER (WHERE client_id = $2)::int AS b
              FROM ${table}`,

@@ -1,19 +1,9 @@
 import { createSupabase } from '../tenancy/supabase.js';
-import type { TenantTable } from '../tenancy/tenant-query.js';
+import { TENANT_TABLES } from '../tenancy/tenant-query.js';
 import { OpsError } from './errors.js';
 import type { DedicatedProvisioner, ProjectHandle, ProjectKeys } from './provisioner.js';
 
 export interface ExistingProject extends ProjectHandle, ProjectKeys {}
-
-const TABLES: readonly TenantTable[] = [
-  'agents',
-  'documents',
-  'document_chunks',
-  'agent_documents',
-  'conversations',
-  'conversation_transcripts',
-  'user_overviews',
-];
 
 /**
  * A project that already exists (created by hand, or the local stack's dedicated project), given
@@ -51,7 +41,7 @@ export class ExistingProjectProvisioner implements DedicatedProvisioner {
 
   async checkSchema(project: ProjectHandle & ProjectKeys): Promise<void> {
     const db = createSupabase(project.url, project.serviceRoleKey);
-    for (const table of TABLES) {
+    for (const table of TENANT_TABLES) {
       const { error } = await db.from(table).select('id', { head: true, count: 'exact' }).retry(false);
       if (error) {
         throw new OpsError(

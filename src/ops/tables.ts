@@ -1,21 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { SupabaseClient } from '../tenancy/supabase.js';
-import type { TenantTable } from '../tenancy/tenant-query.js';
+import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
 import { DEFAULT_RETRY, type RetryPolicy, request } from './context.js';
 import { UsageError } from './errors.js';
 
 export type Row = Record<string, unknown>;
 
 /** The tenant tables in dependency order: parents before the rows that reference them. */
-export const COPY_ORDER: readonly TenantTable[] = Object.freeze([
-  'agents',
-  'documents',
-  'document_chunks',
-  'agent_documents',
-  'conversations',
-  'conversation_transcripts',
-  'user_overviews',
-]);
+export const COPY_ORDER: readonly TenantTable[] = TENANT_TABLES;
 
 /** Children before parents, for deleting a client's rows. */
 export const DELETE_ORDER: readonly TenantTable[] = Object.freeze([...COPY_ORDER].reverse());

@@ -3,14 +3,17 @@ import type { SupabaseClient } from './supabase.js';
 import type { HostingType } from './types.js';
 
 /** The tenant tables: the same names in the shared pool and in a dedicated project. */
-export type TenantTable =
-  | 'agents'
-  | 'documents'
-  | 'document_chunks'
-  | 'agent_documents'
-  | 'conversations'
-  | 'conversation_transcripts'
-  | 'user_overviews';
+/** The tables that hold a client's data, in dependency order: parents before the rows that reference them. */
+export const TENANT_TABLES = Object.freeze([
+  'agents',
+  'documents',
+  'document_chunks',
+  'agent_documents',
+  'conversations',
+  'conversation_transcripts',
+  'user_overviews',
+] as const);
+export type TenantTable = (typeof TENANT_TABLES)[number];
 
 /**
  * Header that tells the shared pool's fetch (connections.ts) which client's token to attach. The
