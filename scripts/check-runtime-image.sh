@@ -36,3 +36,11 @@ kill -TERM "$pid"
 for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$pid" 2>/dev/null; then echo "runtime image: worker ignored SIGTERM" >&2; exit 1; fi
 echo "runtime image: started, answered the health check and stopped on SIGTERM"
+# The operators' command ships in the same image: `node dist/cli.js ...`.
+HOME=/tmp runuser -u nobody -- "$node_bin" dist/cli.js --help >/dev/null
+set +e
+HOME=/tmp runuser -u nobody -- "$node_bin" dist/cli.js clients show --client x >/dev/null 2>&1
+code=$?
+set -e
+[ "$code" = "2" ] || { echo "runtime image: sidekick without a platform exited $code, expected 2" >&2; exit 1; }
+echo "runtime image: the sidekick command answers --help and exits 2 without a platform"
