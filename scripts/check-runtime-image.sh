@@ -35,6 +35,10 @@ curl -sf "http://127.0.0.1:$port/worker" >/dev/null || { echo "runtime image: /w
 kill -TERM "$pid"
 for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
 if kill -0 "$pid" 2>/dev/null; then echo "runtime image: worker ignored SIGTERM" >&2; exit 1; fi
+sleep 1
+if pgrep -f "$app/node_modules/postgrest" >/dev/null; then
+  echo "runtime image: the embedded stack's PostgREST outlived the worker" >&2; exit 1
+fi
 echo "runtime image: started, answered the health check and stopped on SIGTERM"
 # The operators' command ships in the same image: `node dist/cli.js ...`.
 HOME=/tmp runuser -u nobody -- "$node_bin" dist/cli.js --help >/dev/null

@@ -8,12 +8,13 @@ import { REAL_SERVER_URL } from './support/db.js';
 
 const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+  // SIGTERM, not SIGKILL: the command stops its PostgREST processes on the way out.
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGTERM');
 });
 
-/** `npm run stack -- ARGS` as an operator runs it (tsx, from the project root). */
+/** `npm run stack -- ARGS` as an operator runs it (TypeScript through tsx, from the project root). */
 function runStackCommand(args: string[]) {
-  const child = spawn('node_modules/.bin/tsx', ['src/stack/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/stack/cli.ts', ...args], {
     cwd: new URL('..', import.meta.url).pathname,
     env: { ...process.env, STACK_POSTGRES_URL: REAL_SERVER_URL ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],

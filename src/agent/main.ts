@@ -28,9 +28,9 @@ async function main(): Promise<void> {
   config = embedded.config;
   if (embedded.stack) {
     const { stack } = embedded;
-    const stop = () => void stack.stop().finally(() => process.exit(0));
-    process.once('exit', () => void stack.stop());
-    process.once('SIGINT', stop);
+    // Ctrl-C in a terminal stops the stack too (its databases on a real server are dropped). On
+    // SIGTERM LiveKit drains the sessions and exits; PostgREST processes end with this one.
+    process.once('SIGINT', () => void stack.stop().finally(() => process.exit(0)));
   }
 
   const runtime = createRuntime(config, log);

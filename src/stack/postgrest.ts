@@ -50,6 +50,15 @@ export interface PostgrestOptions {
   onLog?: (line: string) => void;
 }
 
+/**
+ * However this process ends (a drained worker exits from LiveKit's SIGTERM handler without
+ * stopping the stack), no PostgREST may outlive it. kill() is synchronous, so it works in 'exit'.
+ */
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGTERM');
+});
+
 export async function startPostgrest(opts: PostgrestOptions): Promise<PostgrestProcess> {
   const bin = await postgrestBinary();
   const child: ChildProcess = spawn(bin, [], {
@@ -83,8 +92,10 @@ export async function startPostgrest(opts: PostgrestOptions): Promise<PostgrestP
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
   let exited = false;
+  running.add(child);
   child.once('exit', () => {
     exited = true;
+    running.delete(child);
   });
 
   const ready = async (): Promise<boolean> => {
