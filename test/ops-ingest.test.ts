@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli.js';
@@ -13,6 +14,7 @@ import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
+import { startOpenAILoopback } from './support/openai-loopback.js';
 import { startTestStack } from './support/stack.js';
 
 const log = pino({ level: 'silent' });
@@ -263,13 +265,14 @@ describe('docs add: within the limits', () => {
 });
 
 describe('the sidekick CLI', () => {
-  async function cli(args: string[], env: Record<string, string | undefined> = baseEnv()) {
+  async function cli(args: string[], env: Record<string, string | undefined> = baseEnv(), stdin = '') {
     let stdout = '';
     let stderr = '';
     const code = await runCli(args, {
       stdout: { write: (s: string) => (stdout += s) },
       stderr: { write: (s: string) => (stderr += s) },
       env,
+      stdin: Readable.from([stdin]),
     });
     return { code, stdout, stderr };
   }
@@ -377,5 +380,49 @@ describe('the sidekick CLI', () => {
     ]);
     const human = await cli(['docs', 'list', '--client', client.id]);
     expect(human.stdout).toMatch(/ready\s+\d+ chunks\s+cli-notes\.md/);
+  });
+
+  it('chat: a text conversation with a sidekick through the session code, stored in its database', async () => {
+    const openai = await startOpenAILoopback();
+    try {
+      const env = { ...baseEnv(), OPENAI_API_KEY: 'sk-loopback', OPENAI_BASE_URL: openai.baseURL };
+      const a = stack.demo!.adventurers[0]!;
+      const chat = await cli(
+        ['chat', '--client', a.clientId, '--agent', a.agentSlug, '--user', stack.demo!.userId],
+        env,
+        'What tyre pressure should my road bike have?\n/quit\n',
+      );
+      expect(chat.code).toBe(0);
+      expect(chat.stdout).toContain('You said: What tyre pressure should my road bike have?');
+      // The greeting, the question and the reply.
+      expect(chat.stderr).toMatch(/1 turns; transcript rows written 3, dropped 0/);
+      // The reply was grounded in the client's documents, as in a LiveKit session.
+      expect(JSON.stringify(openai.chatRequests().at(-1)!.body.messages)).toContain('80 to 100 psi');
+      const [row] = await stack.pool.sql.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM conversation_transcripts
+          WHERE client_id = $1 AND content = 'What tyre pressure should my road bike have?'`,
+        [a.clientId],
+      );
+      expect(row!.n).toBe(1);
+
+      // A model that refuses (a bad key, say) is said, not left as silence.
+      openai.failNext('chat', 401, 10);
+      const refused = await cli(['chat', '--client', a.clientId, '--agent', a.agentSlug], env, 'Hello?\n');
+      expect(refused.code).toBe(0);
+      expect(refused.stdout).toMatch(/# no reply: .*401/);
+      openai.reset();
+
+      const noModel = await cli(['chat', '--client', a.clientId, '--agent', a.agentSlug]);
+      expect(noModel.code).toBe(2);
+      expect(noModel.stderr).toMatch(/OPENAI_API_KEY/);
+      const badId = await cli(['chat', '--client', 'acme', '--agent', a.agentSlug], env);
+      expect(badId.code).toBe(2);
+      expect(badId.stderr).toMatch(/client_id/);
+      const unknown = await cli(['chat', '--client', a.clientId, '--agent', 'no-such-sidekick'], env);
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/no-such-sidekick/);
+    } finally {
+      await openai.close();
+    }
   });
 });

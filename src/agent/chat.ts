@@ -20,7 +20,7 @@ export async function runChat(
     output: process.stdout,
   },
 ): Promise<{ turns: number; written: number; dropped: number }> {
-  initializeLogger({ pretty: false, level: 'warn' });
+  initializeLogger({ pretty: false, level: 'error' });
   const prepared = await prepareSession(runtime, metadata, log);
   const { plan } = prepared;
   if (!plan.text.enabled) throw new Error(`text chat is off for this sidekick: ${plan.text.reason}`);
@@ -33,6 +33,12 @@ export async function runChat(
     const item = ev.item;
     if (item.type === 'message' && item.role === 'assistant' && item.textContent)
       say(plan.sidekick.name, item.textContent);
+  });
+  // A model that cannot be reached would otherwise leave the user staring at no reply.
+  session.on(voice.AgentSessionEventTypes.Error, (ev) => {
+    const err = ev.error as { recoverable?: boolean; error?: Error };
+    if (err.recoverable === false)
+      io.output.write(`# no reply: ${err.error?.message ?? 'the model failed'}\n`);
   });
   io.output.write(
     `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}); /quit to end\n`,
