@@ -10,7 +10,7 @@ import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { StillFrame } from '../src/agent/video.js';
 import { loadConfig } from '../src/config.js';
 import type { LocalStack } from '../src/stack/stack.js';
-import { type OpenAILoopback, startOpenAILoopback } from './support/openai-loopback.js';
+import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
 
 /**
@@ -19,13 +19,13 @@ import { startTestStack } from './support/stack.js';
  * code, and the local stack.
  */
 let stack: LocalStack;
-let openai: OpenAILoopback;
+let openai: OpenAIServer;
 let runtime: WorkerRuntime;
 const log = pino({ level: 'silent' });
 
 beforeAll(async () => {
   initializeLogger({ pretty: false, level: 'silent' });
-  [stack, openai] = await Promise.all([startTestStack(), startOpenAILoopback()]);
+  [stack, openai] = await Promise.all([startTestStack(), startOpenAIServer()]);
   const config = loadConfig({
     PLATFORM_SUPABASE_URL: stack.platform.url,
     PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,

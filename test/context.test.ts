@@ -16,7 +16,7 @@ import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import type { TenantQuery } from '../src/tenancy/tenant-query.js';
 import { asClientId } from '../src/tenancy/types.js';
-import { type OpenAILoopback, startOpenAILoopback } from './support/openai-loopback.js';
+import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
 
 /*
@@ -26,7 +26,7 @@ import { startTestStack } from './support/stack.js';
  */
 
 let stack: LocalStack;
-let openai: OpenAILoopback;
+let openai: OpenAIServer;
 let embedder: OpenAIEmbedder;
 let acme: DemoClient;
 let bloom: DemoClient;
@@ -82,7 +82,7 @@ const contents = (ctx: TurnContext) => [
 ];
 
 beforeAll(async () => {
-  [stack, openai] = await Promise.all([startTestStack(), startOpenAILoopback()]);
+  [stack, openai] = await Promise.all([startTestStack(), startOpenAIServer()]);
   embedder = new OpenAIEmbedder({ apiKey: 'sk-test', baseURL: openai.baseURL });
   const demo = stack.demo!;
   [acme, bloom] = demo.adventurers as [DemoClient, DemoClient];

@@ -39,7 +39,7 @@ describe('OpenAIEmbedder against an OpenAI-compatible server', () => {
   });
 
   const embedder = (opts: Partial<ConstructorParameters<typeof OpenAIEmbedder>[0]> = {}) =>
-    new OpenAIEmbedder({ apiKey: 'sk-test', baseURL: server.url, ...opts });
+    new OpenAIEmbedder({ apiKey: 'sk-test', baseURL: server.baseURL, ...opts });
 
   it('returns one 1024-dimension vector per text, in input order, from one request', async () => {
     const texts = ['What are your opening hours?', 'How do I get a refund?', 'Do you deliver to Lyon?'];

@@ -11,7 +11,7 @@ let client: OpenAI;
 
 beforeAll(async () => {
   server = await startOpenAIServer();
-  client = new OpenAI({ apiKey: 'sk-test', baseURL: server.url, maxRetries: 0 });
+  client = new OpenAI({ apiKey: 'sk-test', baseURL: server.baseURL, maxRetries: 0 });
 });
 afterAll(async () => {
   await server.close();
@@ -83,6 +83,20 @@ describe('chat completions', () => {
       stream_options: { include_usage: true },
     });
     expect(server.embeddingRequests()).toEqual([]);
+  });
+
+  it('answers a non-streaming request with the default echo, finish_reason stop and consistent usage', async () => {
+    const res = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'ping' },
+      ],
+    });
+    expect(res.object).toBe('chat.completion');
+    expect(res.choices[0]!.message).toMatchObject({ role: 'assistant', content: 'You said: ping' });
+    expect(res.choices[0]!.finish_reason).toBe('stop');
+    expect(res.usage!.total_tokens).toBe(res.usage!.prompt_tokens + res.usage!.completion_tokens);
   });
 
   it('answers with what the programmable responder returns, given the request', async () => {
@@ -211,13 +225,13 @@ describe('fault injection', () => {
   });
 
   it('answers unknown paths 404 and keyless requests 401, as OpenAI does', async () => {
-    const keyless = await fetch(`${server.url}/chat/completions`, {
+    const keyless = await fetch(`${server.baseURL}/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }] }),
     });
     expect(keyless.status).toBe(401);
-    const unknown = await fetch(`${server.url}/completions`, {
+    const unknown = await fetch(`${server.baseURL}/completions`, {
       method: 'POST',
       headers: { authorization: 'Bearer sk-test' },
     });

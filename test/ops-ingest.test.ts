@@ -14,7 +14,7 @@ import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
-import { startOpenAILoopback } from './support/openai-loopback.js';
+import { startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
 
 const log = pino({ level: 'silent' });
@@ -383,7 +383,7 @@ describe('the sidekick CLI', () => {
   });
 
   it('chat: a text conversation with a sidekick through the session code, stored in its database', async () => {
-    const openai = await startOpenAILoopback();
+    const openai = await startOpenAIServer();
     try {
       const env = { ...baseEnv(), OPENAI_API_KEY: 'sk-loopback', OPENAI_BASE_URL: openai.baseURL };
       const a = stack.demo!.adventurers[0]!;

@@ -12,7 +12,7 @@ import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
-import { type OpenAILoopback, startOpenAILoopback } from './support/openai-loopback.js';
+import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
 
 /*
@@ -22,13 +22,13 @@ import { startTestStack } from './support/stack.js';
  */
 
 let stack: LocalStack;
-let openai: OpenAILoopback;
+let openai: OpenAIServer;
 let embedder: OpenAIEmbedder;
 let userId: string;
 const hashing = new HashingEmbedder();
 
 beforeAll(async () => {
-  [stack, openai] = await Promise.all([startTestStack(), startOpenAILoopback()]);
+  [stack, openai] = await Promise.all([startTestStack(), startOpenAIServer()]);
   embedder = new OpenAIEmbedder({ apiKey: 'sk-test', baseURL: openai.baseURL });
   userId = stack.demo!.userId;
 });

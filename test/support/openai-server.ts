@@ -91,7 +91,7 @@ export interface OpenAIServerOptions {
 
 export interface OpenAIServer {
   /** `http://127.0.0.1:PORT/v1`: what OpenAI clients take as baseURL. */
-  url: string;
+  baseURL: string;
   port: number;
   /** Every request since start or the last reset(), in arrival order. */
   requests: RecordedRequest[];
@@ -462,7 +462,7 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
   const { port } = server.address() as AddressInfo;
 
   return {
-    url: `http://127.0.0.1:${port}/v1`,
+    baseURL: `http://127.0.0.1:${port}/v1`,
     port,
     requests,
     embeddingRequests: () =>
