@@ -70,10 +70,19 @@ describe('OpenAIEmbedder against an OpenAI-compatible server', () => {
     });
   });
 
-  it('splits 600 texts into 3 requests of at most 256 and keeps the order across them', async () => {
+  it('sends up to 256 texts in one request, splits 600 into 3 consecutive batches and keeps the order', async () => {
     const texts = Array.from({ length: 600 }, (_, i) => `document chunk number ${i}`);
+    await embedder().embed(texts.slice(0, 256));
+    expect(server.embeddingRequests()).toHaveLength(1);
+
+    server.reset();
     const vectors = await embedder().embed(texts);
-    expect(server.embeddingRequests().map((r) => (r.body.input as string[]).length)).toEqual([256, 256, 88]);
+    // Batches travel concurrently, so they may arrive in any order; each is a consecutive slice.
+    const batches = server
+      .embeddingRequests()
+      .map((r) => r.body.input as string[])
+      .sort((a, b) => texts.indexOf(a[0]!) - texts.indexOf(b[0]!));
+    expect(batches).toEqual([texts.slice(0, 256), texts.slice(256, 512), texts.slice(512)]);
     expect(vectors).toHaveLength(600);
     for (const i of [0, 255, 256, 511, 512, 599]) expect(vectors[i]).toEqual(reference.embedOne(texts[i]!));
   });
@@ -222,6 +231,10 @@ describe('HashingEmbedder', () => {
     }
     expect(small.model).toBe('local-hashing-v1');
     expect(small.dimensions).toBe(64);
+    // The default size is the worker's vector(1024).
+    const byDefault = new HashingEmbedder();
+    expect(byDefault.dimensions).toBe(1024);
+    expect(await byDefault.embed(texts)).toEqual(await e.embed(texts));
   });
 
   it('gives empty and all-stop-word texts a fixed unit vector, never NaN', () => {
@@ -231,6 +244,8 @@ describe('HashingEmbedder', () => {
       expect(norm(v)).toBeCloseTo(1, 10);
       expect(v).toEqual(e.embedOne(''));
     }
+    // That vector is the first unit axis.
+    expect(e.embedOne('')[0]).toBe(1);
   });
 
   it('ignores case, punctuation and stop words, and handles non-Latin scripts', () => {

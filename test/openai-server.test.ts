@@ -20,6 +20,14 @@ beforeEach(() => {
   server.reset();
 });
 
+/** What the API sends for `encoding_format: 'base64'`: little-endian float32. */
+function decodeBase64Floats(b64: string): number[] {
+  const buf = Buffer.from(b64, 'base64');
+  const out: number[] = [];
+  for (let i = 0; i < buf.length; i += 4) out.push(buf.readFloatLE(i));
+  return out;
+}
+
 describe('chat completions', () => {
   it('streams the reply in several chunks, then a usage chunk, to the real SDK', async () => {
     const stream = await client.chat.completions.create({
@@ -35,7 +43,9 @@ describe('chat completions', () => {
     const finishReasons: string[] = [];
     let usage: OpenAI.CompletionUsage | null | undefined;
     let usageChunkChoices: number | undefined;
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
     for await (const chunk of stream) {
+      chunks.push(chunk);
       for (const choice of chunk.choices) {
         if (choice.delta.content) deltas.push(choice.delta.content);
         if (choice.finish_reason) finishReasons.push(choice.finish_reason);
@@ -51,17 +61,23 @@ describe('chat completions', () => {
     expect(usageChunkChoices).toBe(0);
     expect(usage?.total_tokens).toBe((usage?.prompt_tokens ?? 0) + (usage?.completion_tokens ?? 0));
     expect(usage?.completion_tokens).toBeGreaterThan(0);
+    // The role comes first, and the usage chunk is the last one.
+    expect(chunks[0]?.choices[0]?.delta.role).toBe('assistant');
+    expect(chunks.at(-1)?.usage).toBe(usage);
   });
 
-  it('sends no usage chunk when the client did not ask for one', async () => {
+  it('sends no usage chunk when the client did not ask for one, and reads content given as parts', async () => {
     const stream = await client.chat.completions.create({
       model: 'gpt-4o-mini',
-      messages: [{ role: 'user', content: 'hi' }],
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'parts work too' }] }],
       stream: true,
     });
-    const usages: unknown[] = [];
-    for await (const chunk of stream) if (chunk.usage) usages.push(chunk.usage);
-    expect(usages).toEqual([]);
+    const chunks: OpenAI.Chat.Completions.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.filter((c) => c.usage)).toEqual([]);
+    expect(chunks.every((c) => c.choices.length === 1)).toBe(true);
+    expect(chunks.map((c) => c.choices[0]!.delta.content ?? '').join('')).toBe('You said: parts work too');
   });
 
   it('records each request with its path, lower-cased headers and parsed body', async () => {
@@ -73,6 +89,7 @@ describe('chat completions', () => {
     });
     const [request, ...rest] = server.chatRequests();
     expect(rest).toEqual([]);
+    expect(request?.method).toBe('POST');
     expect(request?.path).toBe('/v1/chat/completions');
     expect(request?.headers.authorization).toBe('Bearer sk-test');
     expect(request?.headers['content-type']).toBe('application/json');
@@ -111,6 +128,21 @@ describe('chat completions', () => {
     });
     expect(res.choices[0]?.message.content).toBe('model=gpt-4.1-mini turns=3');
     expect(res.choices[0]?.finish_reason).toBe('stop');
+
+    // A streamed reply is the same responder's text, cut into several deltas.
+    server.setResponder(
+      (request) => `Reply to ${request.messages.length} messages: the chain needs oil now.`,
+    );
+    const stream = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'my chain squeaks' }],
+      stream: true,
+    });
+    const deltas: string[] = [];
+    for await (const chunk of stream)
+      if (chunk.choices[0]?.delta.content) deltas.push(chunk.choices[0].delta.content);
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.join('')).toBe('Reply to 1 messages: the chain needs oil now.');
   });
 
   it('streams tool calls as the API does: id and name first, then the arguments in pieces', async () => {
@@ -163,24 +195,36 @@ describe('embeddings', () => {
       expect(d.embedding).toHaveLength(1024);
       expect(Array.from(d.embedding)).toEqual(expected[i]!.map((x) => Math.fround(x)));
     }
-  });
 
-  it('serves floats, with the dimensions asked for and OpenAI-shaped usage', async () => {
-    const res = await client.embeddings.create({
+    // Asked for base64 explicitly, the SDK hands over the encoded string as the API sent it.
+    const raw = await client.embeddings.create({
       model: 'text-embedding-3-small',
       input: 'refund policy',
+      encoding_format: 'base64',
+    });
+    const encoded = raw.data[0]?.embedding as unknown;
+    expect(typeof encoded).toBe('string');
+    expect(decodeBase64Floats(encoded as string)).toEqual(expected[0]!.map((x) => Math.fround(x)));
+  });
+
+  it('serves floats, in input order, with the dimensions asked for and OpenAI-shaped usage', async () => {
+    const input = ['refund policy', 'opening hours'];
+    const res = await client.embeddings.create({
+      model: 'text-embedding-3-small',
+      input,
       dimensions: 256,
       encoding_format: 'float',
     });
     expect(res.object).toBe('list');
     expect(res.model).toBe('text-embedding-3-small');
-    expect(res.data[0]?.embedding).toEqual(
-      new HashingEmbedder({ dimensions: 256 }).embedOne('refund policy'),
-    );
+    expect(res.data.map((d) => d.index)).toEqual([0, 1]);
+    expect(res.data.map((d) => d.object)).toEqual(['embedding', 'embedding']);
+    const small = new HashingEmbedder({ dimensions: 256 });
+    expect(res.data.map((d) => d.embedding)).toEqual(input.map((t) => small.embedOne(t)));
     expect(res.usage.total_tokens).toBeGreaterThan(0);
   });
 
-  it('refuses empty strings as OpenAI does, with a 400 the SDK turns into BadRequestError', async () => {
+  it('refuses empty strings and empty input as OpenAI does, with a 400 the SDK turns into BadRequestError', async () => {
     await expect(
       client.embeddings.create({
         model: 'text-embedding-3-small',
@@ -188,6 +232,13 @@ describe('embeddings', () => {
         encoding_format: 'float',
       }),
     ).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    const empty = client.embeddings.create({
+      model: 'text-embedding-3-small',
+      input: [],
+      encoding_format: 'float',
+    });
+    await expect(empty).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+    await expect(empty).rejects.toThrow("'input'");
   });
 });
 
@@ -203,6 +254,8 @@ describe('fault injection', () => {
       client.embeddings.create({ model: 'text-embedding-3-small', input: 'x', encoding_format: 'float' }),
     ).resolves.toBeDefined();
     expect((await ask()).choices[0]?.message.content).toBe('You said: hi');
+    // Each failure was one request: exactly the next two chat requests failed.
+    expect(server.chatRequests()).toHaveLength(3);
   });
 
   it('delays a route so that a client time budget runs out, and drops the abandoned request', async () => {
