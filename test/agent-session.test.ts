@@ -8,7 +8,7 @@ import { decideJob } from '../src/agent/request.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { StillFrame } from '../src/agent/video.js';
-import { loadConfig } from '../src/config.js';
+import { type Config, loadConfig } from '../src/config.js';
 import type { LocalStack } from '../src/stack/stack.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
@@ -21,12 +21,13 @@ import { startTestStack } from './support/stack.js';
 let stack: LocalStack;
 let openai: OpenAIServer;
 let runtime: WorkerRuntime;
+let config: Config;
 const log = pino({ level: 'silent' });
 
 beforeAll(async () => {
   initializeLogger({ pretty: false, level: 'silent' });
   [stack, openai] = await Promise.all([startTestStack(), startOpenAIServer()]);
-  const config = loadConfig({
+  config = loadConfig({
     PLATFORM_SUPABASE_URL: stack.platform.url,
     PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
     OPENAI_API_KEY: 'sk-loopback',
@@ -204,12 +205,13 @@ describe('requestFunc decisions', () => {
 
 describe('a client database that is down', () => {
   it('the champion still gets a session that talks; its turns are written when the project is back', async () => {
-    // A first job in this process has seen the sidekick (as a worker that served it before).
-    await (await prepareSession(runtime, metadata(C()), log)).close();
+    // A new job process (LiveKit runs one job per process): it has never seen this sidekick, so
+    // the session starts from a made-up sidekick and its turns must find the real one later.
+    const fresh = createRuntime(config, log);
     await stack.dedicated.gateway.stop();
     let prepared: PreparedSession;
     try {
-      prepared = await prepareSession(runtime, metadata(C()), log);
+      prepared = await prepareSession(fresh, metadata(C()), log);
       expect(prepared.degraded).toBe(true);
       expect(prepared.plan.sidekick.slug).toBe('trip-planner');
       const { result } = await talk(prepared, 'Can I still plan a trip?');

@@ -57,6 +57,7 @@ export async function prepareSession(
   const cacheKey = `${metadata.clientId}/${metadata.agentSlug}`;
   let sidekick: SidekickRow;
   let degraded = false;
+  let sidekickKnown = true;
   try {
     sidekick = await loadSidekick(connection, metadata.agentSlug);
     runtime.sidekicks.set(cacheKey, sidekick);
@@ -68,6 +69,7 @@ export async function prepareSession(
       { reason: (err as Error).message, from_cache: cached !== undefined },
       'client database unreachable at session start; the sidekick talks in degraded mode',
     );
+    sidekickKnown = cached !== undefined;
     sidekick = cached ?? {
       id: randomUUID(),
       name: metadata.agentSlug,
@@ -99,8 +101,10 @@ export async function prepareSession(
   );
 
   const conversationId = metadata.conversationId ?? randomUUID();
+  // Asked every turn: if the client's tier move switches databases mid-session, lookups follow.
+  const resolveDb = async () => (await connections.forClient(metadata.clientId)).db;
   const context = new ContextManager({
-    db: connection.db,
+    db: resolveDb,
     embedder: runtime.embedder,
     settings: {
       ragEnabled: plan.rag.enabled,
@@ -116,11 +120,17 @@ export async function prepareSession(
       ? await readOverview(connection, plan, metadata.userId, config.context.budgetMs, log)
       : {};
   const transcripts = new TranscriptStore({
-    resolveDb: async () => (await connections.forClient(metadata.clientId)).db,
+    resolveDb,
     // A refusal may mean the client moved (tier upgrade): look it up afresh before the next try.
     onWriteFailure: () => connections.directory.invalidate(metadata.clientId),
     embedder: runtime.embedder,
-    conversation: { id: conversationId, agentId: plan.sidekick.id, userId: metadata.userId ?? null },
+    conversation: {
+      id: conversationId,
+      // A sidekick made up in degraded mode has no real id: the store looks it up by slug.
+      agentId: sidekickKnown ? plan.sidekick.id : undefined,
+      agentSlug: plan.sidekick.slug,
+      userId: metadata.userId ?? null,
+    },
     log,
     batchSize: config.transcripts.batchSize,
     maxBuffered: config.transcripts.maxBuffered,

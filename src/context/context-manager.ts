@@ -61,7 +61,11 @@ export interface TurnContext {
 }
 
 export interface ContextManagerOptions {
-  db: TenantQuery;
+  /**
+   * Where the client's data lives. A function is asked again every turn, so a session outlives a
+   * tier move (the directory answers from its cache, no round trip, within its TTL).
+   */
+  db: TenantQuery | (() => Promise<TenantQuery>);
   embedder: Embedder;
   settings: RetrievalSettings;
   budgets: ContextBudgets;
@@ -102,6 +106,9 @@ export class ContextManager {
     const within = <T>(p: Promise<T>) => Promise.race([p, deadline]);
 
     const { settings } = this.opts;
+    const resolve = this.opts.db;
+    const db = typeof resolve === 'function' ? within(resolve()) : Promise.resolve(resolve);
+    db.catch(() => {});
     const needsEmbedding = settings.ragEnabled || q.userId !== undefined;
     const embedding = needsEmbedding
       ? within(this.opts.embedder.embed([q.query], { signal: abort.signal }).then((v) => v[0]!))
@@ -110,10 +117,12 @@ export class ContextManager {
 
     const [documents, recall, overview] = await Promise.allSettled([
       settings.ragEnabled && embedding
-        ? within(embedding.then((e) => this.matchDocuments(q, e, abort.signal)))
+        ? within(Promise.all([db, embedding]).then(([d, e]) => this.matchDocuments(d, q, e, abort.signal)))
         : skip(),
-      q.userId && embedding ? within(embedding.then((e) => this.recall(q, e, abort.signal))) : skip(),
-      q.userId ? within(this.overview(q, abort.signal)) : skip(),
+      q.userId && embedding
+        ? within(Promise.all([db, embedding]).then(([d, e]) => this.recall(d, q, e, abort.signal)))
+        : skip(),
+      q.userId ? within(db.then((d) => this.overview(d, q, abort.signal))) : skip(),
     ]);
     abort.abort();
 
@@ -153,11 +162,12 @@ export class ContextManager {
   }
 
   private async matchDocuments(
+    db: TenantQuery,
     q: TurnQuery,
     embedding: number[],
     signal: AbortSignal,
   ): Promise<DocumentMatch[]> {
-    const { data, error } = await this.opts.db
+    const { data, error } = await db
       .rpc('match_documents', {
         p_query_embedding: vectorLiteral(embedding),
         p_agent_slug: q.agentSlug,
@@ -169,8 +179,13 @@ export class ContextManager {
     return (data ?? []) as DocumentMatch[];
   }
 
-  private async recall(q: TurnQuery, embedding: number[], signal: AbortSignal): Promise<RecallMatch[]> {
-    const { data, error } = await this.opts.db
+  private async recall(
+    db: TenantQuery,
+    q: TurnQuery,
+    embedding: number[],
+    signal: AbortSignal,
+  ): Promise<RecallMatch[]> {
+    const { data, error } = await db
       .rpc('match_conversation_transcripts_secure', {
         p_query_embedding: vectorLiteral(embedding),
         p_agent_slug: q.agentSlug,
@@ -184,8 +199,12 @@ export class ContextManager {
     return (data ?? []) as RecallMatch[];
   }
 
-  private async overview(q: TurnQuery, signal: AbortSignal): Promise<Record<string, unknown>> {
-    const { data, error } = await this.opts.db
+  private async overview(
+    db: TenantQuery,
+    q: TurnQuery,
+    signal: AbortSignal,
+  ): Promise<Record<string, unknown>> {
+    const { data, error } = await db
       .rpc('get_user_overview_for_agent', { p_user_id: q.userId, p_agent_id: q.agentId })
       .abortSignal(signal);
     if (error) throw new Error(`get_user_overview_for_agent: ${error.message}`);

@@ -24,7 +24,8 @@ export interface TranscriptStoreOptions {
   /** Called when a write was refused or failed, e.g. to drop a cached platform record. */
   onWriteFailure?: (err: Error) => void;
   embedder: Embedder;
-  conversation: { id: string; agentId: string; userId: string | null };
+  /** `agentId` may be unknown (a session started while the database was down): found by slug. */
+  conversation: { id: string; agentId?: string | undefined; agentSlug?: string; userId: string | null };
   log: Logger;
   batchSize: number;
   /** Turns held in memory at most; beyond it the oldest are dropped (and counted). */
@@ -57,8 +58,9 @@ class RejectedWriteError extends Error {}
 
 /**
  * Worth retrying: no SQLSTATE at all (the request never got an answer: network, timeout, a
- * gateway error), connection and resource trouble, serialization failures, and 55000, which the
- * pool raises while a client's tier move has its writes fenced. Anything else is final.
+ * gateway error), connection and resource trouble, serialization failures, 55000, which the
+ * pool raises while a client's tier move has its writes fenced, and a refused token (onWriteFailure
+ * drops the cached record, so the next try signs with the pool's current key). Anything else is final.
  */
 function writeError(what: string, error: { message: string; code?: string }): Error {
   const code = error.code || undefined;
@@ -66,7 +68,7 @@ function writeError(what: string, error: { message: string; code?: string }): Er
   const retryable =
     !code ||
     (code.startsWith('PGRST')
-      ? code <= 'PGRST003'
+      ? code <= 'PGRST003' || code.startsWith('PGRST3') // PGRST3xx: the token (e.g. a rotated pool key)
       : ['08', '40', '53', '55', '57', '58'].includes(code.slice(0, 2)));
   return retryable ? new Error(message) : new RejectedWriteError(message);
 }
@@ -82,6 +84,7 @@ function writeError(what: string, error: { message: string; code?: string }): Er
 export class TranscriptStore {
   private readonly queue: PendingRow[] = [];
   private conversationCreated = false;
+  private agentId: string | undefined;
   /** Turns keep their spoken order even when two arrive within one millisecond. */
   private lastCreatedMs = 0;
   private loop: Promise<void> | undefined;
@@ -89,7 +92,12 @@ export class TranscriptStore {
   private readonly abort = new AbortController();
   readonly stats: TranscriptStats = { written: 0, pending: 0, dropped: 0, failedAttempts: 0 };
 
-  constructor(private readonly opts: TranscriptStoreOptions) {}
+  constructor(private readonly opts: TranscriptStoreOptions) {
+    this.agentId = opts.conversation.agentId;
+    if (!this.agentId && !opts.conversation.agentSlug) {
+      throw new Error('TranscriptStore needs the conversation agentId or agentSlug');
+    }
+  }
 
   add(turn: Turn): void {
     if (this.closing) {
@@ -220,11 +228,12 @@ export class TranscriptStore {
     if (!batch.length) return 0;
     const db = await this.opts.resolveDb();
     const { conversation } = this.opts;
+    const agentId = this.agentId ?? (await this.findAgent(db));
     if (!this.conversationCreated) {
       const { error } = await db
         .from('conversations')
         .upsert(
-          { id: conversation.id, agent_id: conversation.agentId, user_id: conversation.userId },
+          { id: conversation.id, agent_id: agentId, user_id: conversation.userId },
           { onConflict: 'id', ignoreDuplicates: true },
         );
       if (error) throw writeError('creating the conversation', error);
@@ -234,7 +243,7 @@ export class TranscriptStore {
     const rows = batch.map(({ embedding, ...row }) => ({
       ...row,
       conversation_id: conversation.id,
-      agent_id: conversation.agentId,
+      agent_id: agentId,
       user_id: conversation.userId,
       embeddings: embedding ? vectorLiteral(embedding) : null,
     }));
@@ -243,6 +252,15 @@ export class TranscriptStore {
       .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
     if (error) throw writeError(`writing ${rows.length} transcript turns`, error);
     return rows.length;
+  }
+
+  private async findAgent(db: TenantQuery): Promise<string> {
+    const slug = this.opts.conversation.agentSlug!;
+    const { data, error } = await db.from('agents').select('id').eq('slug', slug).maybeSingle();
+    if (error) throw writeError(`finding sidekick ${slug}`, error);
+    if (!data) throw new RejectedWriteError(`sidekick ${slug} does not exist in the client's database`);
+    this.agentId = String((data as { id: string }).id);
+    return this.agentId;
   }
 
   /**
