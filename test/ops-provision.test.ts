@@ -4,7 +4,8 @@ import { basename } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RetryPolicy } from '../src/ops/context.js';
-import { NoPoolCapacityError, OpsError } from '../src/ops/errors.js';
+import { NoPoolCapacityError, OpsError, UsageError } from '../src/ops/errors.js';
+import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
 import { ManagementApiError, ManagementApiProvisioner } from '../src/ops/management-api.js';
 import { PlatformAdmin, PoolAdmins } from '../src/ops/platform.js';
@@ -274,6 +275,25 @@ describe('champion provisioning on the local stack', () => {
     for (const slug of ['one', 'two']) {
       expect((await conn.db.from('agents').insert({ name: slug, slug })).error).toBeNull();
     }
+  });
+});
+
+describe('a dedicated project holds one client', () => {
+  it('a second client given the same existing project is refused, naming the first; a re-run with --id says how to finish', async () => {
+    const project = await stack.addDedicated('shared-by-mistake');
+    const existing = new ExistingProjectProvisioner({
+      ref: 'shared-by-mistake',
+      url: project.url,
+      anonKey: project.anonKey,
+      serviceRoleKey: project.serviceRoleKey,
+    });
+    const deps = { platform, pools, provisioner: existing, log, retry };
+    const first = await provisionClient(deps, { name: 'First Co', tier: 'champion' });
+    expect(first.client.supabase_project_ref).toBe('shared-by-mistake');
+    const second = await provisionClient(deps, { name: 'Second Co', tier: 'paragon' }).catch((e) => e);
+    expect(second).toBeInstanceOf(UsageError);
+    expect(second.message).toContain(`project shared-by-mistake already holds client ${first.client.id}`);
+    expect(second.message).toMatch(/run again with --id [0-9a-f-]{36} to finish/);
   });
 });
 

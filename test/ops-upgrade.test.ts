@@ -5,7 +5,7 @@ import { vectorLiteral } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { TranscriptStore } from '../src/context/transcripts.js';
 import type { RetryPolicy } from '../src/ops/context.js';
-import { DatabaseApiError, InjectedFailure, UsageError } from '../src/ops/errors.js';
+import { DatabaseApiError, InjectedFailure, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
 import { PlatformAdmin, PoolAdmins } from '../src/ops/platform.js';
@@ -383,6 +383,36 @@ describe('upgrading an adventurer to champion', () => {
       shared_pool_id: client.shared_pool_id,
     });
     await expect(abortUpgrade(deps, { clientId: client.id })).rejects.toBeInstanceOf(UsageError);
+  });
+
+  it('an abort while the upgrade runs wins: it does not switch, and the client stays in its pool, writable', async () => {
+    const { client } = await provisionClient(deps, { name: 'Race Abort Co', tier: 'adventurer' });
+    await stack.pool.sql.query(`INSERT INTO agents (client_id, name, slug) VALUES ($1, 'A', 'a')`, [
+      client.id,
+    ]);
+    const err = await upgradeClient(deps, {
+      clientId: client.id,
+      fenceSettleMs: 0,
+      hooks: {
+        // An operator runs `clients upgrade --abort` from another terminal just before the switch.
+        onPhase: async (p) => {
+          if (p === 'verified') await abortUpgrade(deps, { clientId: client.id });
+        },
+      },
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpsError);
+    expect((err as Error).message).toMatch(/changed meanwhile/);
+    expect(await platform.getClient(client.id)).toMatchObject({
+      hosting_type: 'shared',
+      migration_status: 'none',
+      shared_pool_id: client.shared_pool_id,
+    });
+    const [pool] = await stack.pool.sql.query<{ write_fence: string; agents: number }>(
+      `SELECT write_fence, (SELECT count(*)::int FROM agents WHERE client_id = $1) AS agents
+         FROM pool_clients WHERE client_id = $1`,
+      [client.id],
+    );
+    expect(pool).toEqual({ write_fence: 'open', agents: 1 });
   });
 
   it('turns a live session writes before, during (fenced) and after the switch all land once in the new project', async () => {

@@ -113,6 +113,15 @@ describe('the directory cache', () => {
     expect(stack.platform.gateway.count).toBe(3);
   });
 
+  it('invalidate() while a lookup is in flight: the waiting callers still get the client, fresh', async () => {
+    const m = manager();
+    const pending = Promise.all([m.directory.getClient(A), m.directory.getClient(A)]);
+    m.directory.invalidate(A); // e.g. a transcript write failed in another session of this client
+    const [first, second] = await pending;
+    expect(first.id).toBe(A);
+    expect(second.id).toBe(A);
+  });
+
   it('a change of the platform record is seen once the TTL has passed', async () => {
     let now = 5_000_000;
     const m = manager({ ttlMs: 10_000, now: () => now });

@@ -22,6 +22,11 @@ CREATE TABLE IF NOT EXISTS clients (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- A dedicated project holds one client: a second client given the same project would read the
+-- first one's data with the project's service key.
+CREATE UNIQUE INDEX IF NOT EXISTS clients_one_per_project
+  ON clients (supabase_project_ref) WHERE supabase_project_ref IS NOT NULL;
+
 DROP TRIGGER IF EXISTS clients_updated_at ON clients;
 CREATE TRIGGER clients_updated_at BEFORE UPDATE ON clients FOR EACH ROW EXECUTE FUNCTION set_updated_at();
 

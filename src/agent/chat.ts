@@ -46,6 +46,7 @@ export async function runChat(
   await session.start({ agent: prepared.agent });
   const rl = createInterface({ input: io.input, terminal: false });
   let turns = 0;
+  let stats: { written: number; dropped: number };
   try {
     for await (const line of rl) {
       const text = line.trim();
@@ -57,7 +58,8 @@ export async function runChat(
   } finally {
     rl.close();
     await session.close();
+    // Also when a turn failed: what was said is flushed before the command exits.
+    stats = await prepared.close();
   }
-  const stats = await prepared.close();
   return { turns, ...stats };
 }

@@ -52,6 +52,9 @@ async function main(): Promise<void> {
       production: config.nodeEnv === 'production',
       // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
       drainTimeout: 15 * 60 * 1000,
+      // A job gets this long after the room ends before it is killed: enough for the transcript
+      // grace period (LiveKit's default, 60 s, would cut a longer one short).
+      shutdownProcessTimeout: config.transcripts.graceMs + 15_000,
       maxRetry: Number.MAX_SAFE_INTEGER,
     }),
   );

@@ -125,6 +125,8 @@ export async function loadSidekick(conn: ClientConnection, agentSlug: string): P
   const found = (data as unknown as SidekickRow[]).find((a) => a.slug === agentSlug);
   if (found) return found;
   const exists = await conn.db.from('agents').select('id').eq('slug', agentSlug).maybeSingle();
+  // A database that cannot answer is not a reason to call the sidekick unknown.
+  if (exists.error) throw new Error(`reading sidekick ${agentSlug}: ${exists.error.message}`);
   if (exists.data) throw new SidekickLimitError(conn.clientId, agentSlug, max);
   throw new SidekickNotFoundError(conn.clientId, agentSlug);
 }

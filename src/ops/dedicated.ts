@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { UsageError } from './errors.js';
 import type { ClientRow, PlatformAdmin } from './platform.js';
 import {
   applyDedicatedMigrations,
@@ -32,6 +33,12 @@ export async function ensureDedicatedProject(
     const name = projectNameFor(row.id);
     const found = await provisioner.findProject(name);
     const handle = found ?? (await provisioner.createProject({ name, clientId: row.id }));
+    const owner = await platform.findClientOfProject(handle.ref);
+    if (owner && owner.id !== row.id) {
+      throw new UsageError(
+        `project ${handle.ref} already holds client ${owner.id}: a dedicated project holds one client; give this one its own project`,
+      );
+    }
     log.info({ ref: handle.ref, reused: Boolean(found), provisioner: provisioner.kind }, 'dedicated project');
     row = await platform.updateClient(row.id, { supabase_project_ref: handle.ref, supabase_url: handle.url });
   }

@@ -71,7 +71,9 @@ export interface PostgrestErrorLike {
 }
 
 export function dbError(what: string, error: PostgrestErrorLike): DatabaseApiError {
-  const detail = [error.message || 'request failed', error.details, error.hint].filter(Boolean).join('; ');
+  // A constraint violation's details are "Failing row contains (...)": every column, keys included.
+  const details = error.code?.startsWith('23') ? null : error.details;
+  const detail = [error.message || 'request failed', details, error.hint].filter(Boolean).join('; ');
   return new DatabaseApiError(what, error.code || undefined, detail);
 }
 

@@ -181,10 +181,12 @@ export class ManagementApiProvisioner implements DedicatedProvisioner {
   }
 
   async runSql(ref: string, sql: string): Promise<void> {
-    // Every statement sent here is idempotent (migrations, IF [NOT] EXISTS index changes): safe to retry.
+    // Migrations are idempotent: safe to retry. A CONCURRENTLY index build is not: a retry after a
+    // lost reply would find the half-built INVALID index, skip it (IF NOT EXISTS) and report success;
+    // its error goes up instead, and the upgrade's next run drops and rebuilds the index.
     await this.call('POST', `/v1/projects/${encodeURIComponent(ref)}/database/query`, {
       body: { query: sql },
-      retryable: true,
+      retryable: !/\bCONCURRENTLY\b/i.test(sql),
     });
   }
 

@@ -85,15 +85,43 @@ export class PlatformAdmin {
     throw dbError(`registering client ${values.id}`, res.error);
   }
 
-  async updateClient(id: string, patch: ClientPatch): Promise<ClientRow> {
+  /**
+   * Updates a client's row. With `expect`, only while those columns still hold those values (a
+   * compare-and-set): e.g. an upgrade switches only if nobody aborted it meanwhile.
+   */
+  async updateClient(id: string, patch: ClientPatch, expect: ClientPatch = {}): Promise<ClientRow> {
     const { data } = await request(
       `updating client ${id}`,
-      () =>
-        this.db.from('clients').update(patch).eq('id', id).select(CLIENT_COLUMNS).retry(false).maybeSingle(),
+      () => {
+        let q = this.db.from('clients').update(patch).eq('id', id);
+        for (const [column, value] of Object.entries(expect)) q = q.eq(column, value as string);
+        return q.select(CLIENT_COLUMNS).retry(false).maybeSingle();
+      },
       this.retry,
     );
+    if (!data && Object.keys(expect).length && (await this.findClient(id))) {
+      throw new OpsError(
+        `client ${id} changed meanwhile (expected ${JSON.stringify(expect)}): was the operation aborted or run elsewhere?`,
+      );
+    }
     if (!data) throw new ClientNotFoundError(id);
     return clientRowSchema.parse(data);
+  }
+
+  /** The client whose dedicated project this is, if any: a project holds one client. */
+  async findClientOfProject(ref: string): Promise<ClientRow | null> {
+    const { data } = await request(
+      `looking up the client of project ${ref}`,
+      () =>
+        this.db
+          .from('clients')
+          .select(CLIENT_COLUMNS)
+          .eq('supabase_project_ref', ref)
+          .retry(false)
+          .maybeSingle(),
+      this.retry,
+    );
+    return data ? clientRowSchema.parse(data) : null;
   }
 
   /**

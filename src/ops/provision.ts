@@ -86,6 +86,8 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
     log.info({ pool_id: row.shared_pool_id, project_ref: row.supabase_project_ref }, 'client provisioned');
     return { client: row, created, alreadyReady: false };
   } catch (err) {
+    // Without the id a re-run would register a second client (and maybe a second project).
+    if (!req.clientId && err instanceof Error) err.message += ` (run again with --id ${id} to finish)`;
     const reason = (err as Error).message;
     await deps.platform
       .updateClient(id, { provisioning_status: 'failed', provisioning_error: reason.slice(0, 2000) })

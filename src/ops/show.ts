@@ -36,7 +36,7 @@ export async function describeClient(
   if (poolId) {
     const p = await deps.pools.forPool(poolId);
     poolDb = p.db;
-    const { data } = await p.db
+    const { data, error } = await p.db
       .from('pool_clients')
       .select('write_fence')
       .eq('client_id', row.id)
@@ -44,7 +44,7 @@ export async function describeClient(
     pool = {
       id: poolId,
       name: p.pool.pool_name,
-      writeFence: (data?.write_fence as string | undefined) ?? null,
+      writeFence: error ? `unknown: ${error.message}` : ((data?.write_fence as string | undefined) ?? null),
     };
   }
   const description: ClientDescription = {

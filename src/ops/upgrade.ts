@@ -211,8 +211,8 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
     );
   }
   if (opts.keepSource !== undefined) state.keep_source = opts.keepSource;
-  const save = async (patch: Partial<ClientRow> = {}) => {
-    row = await deps.platform.updateClient(row.id, { ...patch, migration_state: state });
+  const save = async (patch: Partial<ClientRow> = {}, expect: Partial<ClientRow> = {}) => {
+    row = await deps.platform.updateClient(row.id, { ...patch, migration_state: state }, expect);
   };
 
   // 1. The target project (while the client keeps working normally in the pool).
@@ -337,13 +337,18 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
   // 5. Switch.
   state.switched_at = clock.now().toISOString();
   state.phase = 'switched';
-  await save({
-    tier: state.target_tier,
-    hosting_type: 'dedicated',
-    max_sidekicks: null,
-    shared_pool_id: null,
-    migration_status: 'switched',
-  });
+  // Only if the move is still on: an `--abort` run meanwhile opened the fence again, and the pool
+  // may hold writes the copy does not have.
+  await save(
+    {
+      tier: state.target_tier,
+      hosting_type: 'dedicated',
+      max_sidekicks: null,
+      shared_pool_id: null,
+      migration_status: 'switched',
+    },
+    { migration_status: 'migrating', supabase_project_ref: project.ref },
+  );
   return finish(deps, row, opts, {
     clock,
     retry,
@@ -517,6 +522,11 @@ export async function cleanupClient(
   const state = stateSchema.parse(row.migration_state ?? {});
   if (!state.source_pool_id)
     throw new OpsError(`client ${row.id}: migration_state does not name the old pool`);
+  if (state.indexes_dropped) {
+    throw new UsageError(
+      `client ${row.id}: its upgrade stopped before the vector indexes were rebuilt; run \`sidekick clients upgrade --client ${row.id}\` first`,
+    );
+  }
   const { db: pool } = await deps.pools.forPool(state.source_pool_id);
   await setFence(pool, row.id, 'moved', clock, retry);
   const deleted: Partial<Record<TenantTable, number>> = {};

@@ -105,6 +105,9 @@ export class ClientDirectory {
       max: opts.maxEntries ?? 10_000,
       ttl: opts.ttlMs,
       allowStaleOnFetchRejection: true,
+      // invalidate() while a lookup is in flight must not abort it: the callers waiting on it would
+      // get nothing (a false "not found") or the expired record.
+      ignoreFetchAbort: true,
       // Read the clock on every lookup (the default caches it for 1 ms), so an injected clock is exact.
       ttlResolution: 0,
       ...(opts.now ? { perf: { now: opts.now } } : {}),
