@@ -171,6 +171,16 @@ describe('requestFunc decisions', () => {
     expect(decision).toMatchObject({ accept: false, code });
   });
 
+  it('rejects a sidekick allowed neither voice nor text, before joining the room', async () => {
+    await stack.dedicated.sql.query(
+      `INSERT INTO agents (name, slug, voice_chat_enabled, text_chat_enabled) VALUES ('Mute', 'mute', false, false)`,
+    );
+    expect(await decide({ client_id: C().clientId, agent_slug: 'mute' })).toMatchObject({
+      accept: false,
+      code: 'no_channel_allowed',
+    });
+  });
+
   it('rejects a client that is not ready', async () => {
     const id = '7b000000-0000-4000-8000-000000000001';
     await stack.platform.sql.query(

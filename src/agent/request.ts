@@ -4,14 +4,15 @@ import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { TenancyError } from '../tenancy/errors.js';
 import { SessionRefusedError } from './errors.js';
 import { parseJobMetadata } from './metadata.js';
-import { loadSidekick } from './session-plan.js';
+import { buildSessionPlan } from './session-plan.js';
 
 export type JobDecision = { accept: true } | { accept: false; code: string; reason: string };
 
 /**
  * Whether to take a job, decided before any room is joined: metadata must be valid, the client
- * known, ready and its sidekick within the client's limits. A database that cannot answer is not a
- * reason to refuse: the session starts degraded rather than leaving the user without a sidekick.
+ * known and ready, its sidekick within the client's limits and allowed at least one channel (the
+ * whole session plan is made). A database that cannot answer is not a reason to refuse: the session
+ * starts degraded rather than leaving the user without a sidekick.
  */
 export async function decideJob(
   metadataJson: string | undefined,
@@ -19,8 +20,8 @@ export async function decideJob(
 ): Promise<JobDecision> {
   try {
     const metadata = parseJobMetadata(metadataJson);
-    const connection = await connections.forClient(metadata.clientId);
-    await loadSidekick(connection, metadata.agentSlug);
+    // The default voice only names a voice in the plan; it decides nothing here.
+    await buildSessionPlan(metadata, connections, { defaultVoice: 'default' });
     return { accept: true };
   } catch (err) {
     // Without the platform's record nobody knows where the data lives: refuse, the dispatcher retries.
