@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
-import { type Config, ConfigError, loadConfig } from '../config.js';
+import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
 import { rootLogger } from '../log.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
@@ -33,6 +33,13 @@ async function main(): Promise<void> {
     process.once('SIGINT', () => void stack.stop().finally(() => process.exit(0)));
   }
 
+  log.info({ config: describeConfig(config) }, 'worker starting');
+  if (config.livekit.usingDevDefaults) {
+    (config.nodeEnv === 'production' ? log.error : log.warn).call(
+      log,
+      'LIVEKIT_API_KEY / LIVEKIT_API_SECRET are the `livekit-server --dev` defaults: set the real ones outside local work',
+    );
+  }
   const runtime = createRuntime(config, log);
   // Only says what the worker waits for; the worker itself keeps retrying, with its health
   // endpoint up (503 until connected) so probes see a live process that is not ready yet.

@@ -1,4 +1,4 @@
-import type { Embedder } from '../context/embeddings.js';
+import { type Embedder, vectorLiteral } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
 import type { LocalProject } from './project.js';
 import type { SqlExecutor } from './sql.js';
@@ -166,8 +166,6 @@ async function insert(db: Seeder, table: string, row: Record<string, unknown>): 
   );
 }
 
-const vec = (v: number[]) => `[${v.join(',')}]`;
-
 async function seedClientData(db: Seeder, spec: DemoSpec, embedder: Embedder): Promise<void> {
   const c = spec.client;
   await insert(db, 'agents', {
@@ -197,7 +195,7 @@ async function seedClientData(db: Seeder, spec: DemoSpec, embedder: Embedder): P
         document_id: documentId,
         chunk_index: j,
         content: text,
-        embeddings: vec(vectors[j]!),
+        embeddings: vectorLiteral(vectors[j]!),
       });
     }
   }
@@ -216,7 +214,7 @@ async function seedClientData(db: Seeder, spec: DemoSpec, embedder: Embedder): P
       role,
       content,
       turn_id: `${c.clientId.slice(0, 24)}e0000000000${i}`,
-      embeddings: vec(vectors[i]!),
+      embeddings: vectorLiteral(vectors[i]!),
       created_at: new Date(Date.now() - 86_400_000 + i * 1000).toISOString(),
     });
   }
