@@ -498,6 +498,23 @@ describe('shared pool and dedicated databases', () => {
     await Promise.all([pool?.drop(), dedicated?.drop()]);
   });
 
+  it('TENANT_TABLES lists parents before the tables that reference them (the copy and delete order)', async () => {
+    const order: readonly string[] = TENANT_TABLES;
+    for (const db of [pool, dedicated]) {
+      const fks = await db.sql.query<{ child: string; parent: string }>(
+        `SELECT conrelid::regclass::text AS child, confrelid::regclass::text AS parent
+           FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace`,
+      );
+      const between = fks.filter(
+        (f) => f.child !== f.parent && order.includes(f.child) && order.includes(f.parent),
+      );
+      expect(between.length).toBeGreaterThan(5);
+      for (const { child, parent } of between) {
+        expect(order.indexOf(parent), `${parent} before ${child}`).toBeLessThan(order.indexOf(child));
+      }
+    }
+  });
+
   it('shared_pool migrations apply again on a migrated database and change nothing', async () => {
     const a = await seedTenant(pool, prng(1));
     await expectReapplies(pool, 'shared_pool');

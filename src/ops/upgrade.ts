@@ -594,7 +594,7 @@ interface Verification {
  * Compares the client's rows in the pool with the project's, walking both in id order (a merge
  * join over keyset pages): counts, and per row a hash of every column. Rows missing in the target or
  * different there (a write that committed just after the fence went up) are copied again from the
- * source, once; rows only in the target, or differences that persist, fail the upgrade.
+ * source (at most twice); rows only in the target, or differences that persist, fail the upgrade.
  */
 async function verifyTable(
   pool: SupabaseClient,

@@ -2,8 +2,11 @@ import { CrossTenantAccessError } from './errors.js';
 import type { SupabaseClient } from './supabase.js';
 import type { HostingType } from './types.js';
 
-/** The tenant tables: the same names in the shared pool and in a dedicated project. */
-/** The tables that hold a client's data, in dependency order: parents before the rows that reference them. */
+/**
+ * The tables that hold a client's data, the same names in the shared pool and in a dedicated
+ * project. The order matters: parents before the rows that reference them (a tier move copies in
+ * this order and deletes in the reverse; a test checks it against the foreign keys).
+ */
 export const TENANT_TABLES = Object.freeze([
   'agents',
   'documents',
