@@ -1,4 +1,3 @@
-import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
@@ -7,19 +6,17 @@ import { type LocalStack, startStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 import { ClientDirectory } from '../tenancy/directory.js';
 import { createSupabase } from '../tenancy/supabase.js';
-import type { SidekickRow } from './session-plan.js';
 
 /**
- * What every job of one worker process shares: config, the client directory and its connections
- * (caches survive from job to job), the embedder, and the last known sidekick rows (so a session
- * can still start, degraded, while a client's database is down).
+ * What a process builds once: config, the client directory and its connections, the embedder.
+ * LiveKit runs each job in a process of its own (made in prewarm), so in a job this serves one
+ * session; in the main process (requestFunc) and in `sidekick chat` the caches serve many lookups.
  */
 export interface WorkerRuntime {
   config: Config;
   log: Logger;
   connections: ClientConnectionManager;
   embedder: Embedder;
-  sidekicks: LRUCache<string, SidekickRow>;
 }
 
 export function createEmbedder(config: Config): Embedder {
@@ -59,7 +56,6 @@ export function createRuntime(
     log,
     connections,
     embedder: overrides.embedder ?? createEmbedder(config),
-    sidekicks: new LRUCache({ max: 10_000 }),
   };
 }
 

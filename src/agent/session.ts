@@ -29,9 +29,9 @@ export interface PreparedSession {
 
 /**
  * Metadata → a ready Sidekick with its context and transcript store. The platform database decides
- * where the data lives; when the client's own database is down the session still starts from the
- * last sidekick row this process saw (or a minimal one), logged as degraded, and its turns are
- * held and retried.
+ * where the data lives; when the client's own database is down the session still starts, with a
+ * plain sidekick of that slug and no context lookups, logged as degraded, and its turns are held
+ * and retried until the database answers.
  */
 export async function prepareSession(
   runtime: WorkerRuntime,
@@ -54,23 +54,19 @@ export async function prepareSession(
     );
   }
 
-  const cacheKey = `${metadata.clientId}/${metadata.agentSlug}`;
   let sidekick: SidekickRow;
   let degraded = false;
-  let sidekickKnown = true;
   try {
     sidekick = await loadSidekick(connection, metadata.agentSlug);
-    runtime.sidekicks.set(cacheKey, sidekick);
   } catch (err) {
     if (err instanceof SessionRefusedError) throw err;
     degraded = true;
-    const cached = runtime.sidekicks.get(cacheKey);
     log.error(
-      { reason: (err as Error).message, from_cache: cached !== undefined },
+      { reason: (err as Error).message },
       'client database unreachable at session start; the sidekick talks in degraded mode',
     );
-    sidekickKnown = cached !== undefined;
-    sidekick = cached ?? {
+    // Its own prompt and greeting are in the unreachable database: a plain sidekick talks meanwhile.
+    sidekick = {
       id: randomUUID(),
       name: metadata.agentSlug,
       slug: metadata.agentSlug,
@@ -127,7 +123,7 @@ export async function prepareSession(
     conversation: {
       id: conversationId,
       // A sidekick made up in degraded mode has no real id: the store looks it up by slug.
-      agentId: sidekickKnown ? plan.sidekick.id : undefined,
+      agentId: degraded ? undefined : plan.sidekick.id,
       agentSlug: plan.sidekick.slug,
       userId: metadata.userId ?? null,
     },
