@@ -14,7 +14,7 @@ import type { LocalStack } from '../src/stack/stack.js';
 import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
-import type { TenantQuery } from '../src/tenancy/tenant-query.js';
+import { TENANT_TABLES, type TenantQuery } from '../src/tenancy/tenant-query.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
@@ -60,7 +60,7 @@ function capture() {
 const silent: Logger = createRootLogger({ level: 'silent' });
 
 function contextFor(
-  db: TenantQuery,
+  db: TenantQuery | (() => Promise<TenantQuery>),
   opts: { settings?: Partial<RetrievalSettings>; lookupMs?: number; maxChars?: number; log?: Logger } = {},
 ) {
   return new ContextManager({
@@ -391,19 +391,9 @@ describe('the time budget', () => {
 });
 
 describe('shared and dedicated give the same context for the same data', () => {
-  const TABLES = [
-    'agents',
-    'documents',
-    'agent_documents',
-    'document_chunks',
-    'conversations',
-    'conversation_transcripts',
-    'user_overviews',
-  ] as const;
-
   /** Acme's rows, as they are in the pool, into the dedicated project (client_id dropped). */
   async function copyAcmeToDedicated(): Promise<void> {
-    for (const table of TABLES) {
+    for (const table of TENANT_TABLES) {
       const rows = await stack.pool.sql.query<{ row: Record<string, unknown> }>(
         `SELECT to_jsonb(t) - 'client_id' AS row FROM ${table} t WHERE client_id = $1`,
         [acme.clientId],
@@ -425,6 +415,26 @@ describe('shared and dedicated give the same context for the same data', () => {
     await stack.dedicated.sql.query('DELETE FROM agents WHERE id = $1', [acme.agentId]);
     for (const d of docs) await stack.dedicated.sql.query('DELETE FROM documents WHERE id = $1', [d.id]);
   }
+
+  it('one session across a tier move: its lookups follow the client into the new database', async () => {
+    await copyAcmeToDedicated();
+    try {
+      // What the directory answers: the pool, then (after the switch) the dedicated project.
+      let home = dbA;
+      const context = contextFor(async () => home);
+      const q = turn(acme, 'why does my rear brake squeak?');
+      const before = await context.retrieve(q);
+      home = dbC;
+      for (const p of [stack.pool, stack.dedicated]) p.gateway.reset();
+      const after = await context.retrieve(q);
+      expect(after.text).toBe(before.text);
+      expect(after.text).toContain('2019 Trek Domane');
+      expect(stack.pool.gateway.count).toBe(0);
+      expect(stack.dedicated.gateway.count).toBe(3);
+    } finally {
+      await removeAcmeFromDedicated();
+    }
+  });
 
   it('Acme’s data copied into a dedicated project yields the same block, matches and outcomes', async () => {
     await copyAcmeToDedicated();
