@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import {
+  asClientId,
+  asConversationId,
+  asUserId,
   type ClientId,
   type ConversationId,
   type HostingType,
@@ -73,10 +76,11 @@ export function parseJobMetadata(raw: string | undefined | null): JobMetadata {
   }
   const m = parsed.data;
   return {
-    clientId: m.client_id.toLowerCase() as ClientId,
+    // Validated above; the constructors brand (and lower-case) them.
+    clientId: asClientId(m.client_id),
     agentSlug: m.agent_slug,
-    userId: m.user_id?.toLowerCase() as UserId | undefined,
-    conversationId: m.conversation_id?.toLowerCase() as ConversationId | undefined,
+    userId: m.user_id === undefined ? undefined : asUserId(m.user_id),
+    conversationId: m.conversation_id === undefined ? undefined : asConversationId(m.conversation_id),
     hostingTypeHint: m.hosting_type,
     ignoredCredentialFields: Object.keys(doc).filter((k) => CREDENTIAL_FIELD.test(k)),
   };
