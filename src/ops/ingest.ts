@@ -8,6 +8,7 @@ import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, type ClientId, isUuid } from '../tenancy/types.js';
 import type { OpsBase } from './context.js';
 import { LimitError, must, OpsError, UsageError } from './errors.js';
+import { MAX_PAGE_SIZE } from './tables.js';
 
 export interface IngestDeps extends OpsBase {
   /** ClientConnectionManager (or anything that resolves a client's connection the same way). */
@@ -292,7 +293,10 @@ export async function listDocuments(
 
 type Filter = ReturnType<ReturnType<TenantQuery['from']>['select']>;
 
-/** All rows of a tenant table in id order, a page (≤ 1000, the API's cap) at a time. */
+/**
+ * All rows of a tenant table in id order, a page (the API's row cap) at a time, through the tenant's
+ * own connection (tables.ts pages with the service role, for tier moves).
+ */
 async function* keyset(
   db: TenantQuery,
   table: 'documents' | 'agent_documents',
@@ -301,11 +305,11 @@ async function* keyset(
 ): AsyncGenerator<Record<string, unknown>> {
   let last: string | null = null;
   for (;;) {
-    let b = filter(db.from(table).select(columns)).order('id').limit(1000);
+    let b = filter(db.from(table).select(columns)).order('id').limit(MAX_PAGE_SIZE);
     if (last) b = b.gt('id', last);
     const page = must(`listing ${table}`, await b) ?? [];
     for (const row of page) yield row;
-    if (page.length < 1000) return;
+    if (page.length < MAX_PAGE_SIZE) return;
     last = String(page.at(-1)!.id);
   }
 }
