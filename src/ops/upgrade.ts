@@ -161,10 +161,6 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
   if (row.hosting_type === 'dedicated') {
     if (row.migration_status === 'switched') {
       return finish(deps, row, opts, {
-        clock,
-        retry,
-        pageSize,
-        log,
         phase,
         resumed: true,
         t0,
@@ -350,10 +346,6 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
     { migration_status: 'migrating', supabase_project_ref: project.ref },
   );
   return finish(deps, row, opts, {
-    clock,
-    retry,
-    pageSize,
-    log,
     phase,
     resumed,
     t0,
@@ -364,10 +356,6 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
 }
 
 interface FinishCtx {
-  clock: Clock;
-  retry: RetryPolicy;
-  pageSize: number;
-  log: Logger;
   phase: (p: UpgradePhase) => Promise<void>;
   resumed: boolean;
   t0: number;
@@ -388,7 +376,7 @@ async function finish(
   if (opts.keepSource !== undefined) state.keep_source = opts.keepSource;
   if (state.source_pool_id) {
     const { db: pool } = await deps.pools.forPool(state.source_pool_id);
-    await setFence(pool, row.id, 'moved', ctx.clock, ctx.retry);
+    await setFence(pool, row.id, 'moved', deps.clock ?? systemClock, deps.retry ?? DEFAULT_RETRY);
   }
   deps.directory?.invalidate(row.id);
   await ctx.phase('switched');
@@ -420,7 +408,7 @@ async function finish(
     await deps.platform.updateClient(row.id, { migration_status: 'cleanup_pending', migration_state: state });
     outcome = 'cleanup_pending';
   } else {
-    await cleanupClient(deps, { clientId: row.id, pageSize: ctx.pageSize });
+    await cleanupClient(deps, { clientId: row.id, pageSize: checkPageSize(opts.pageSize ?? 500) });
     await ctx.phase('cleaned');
   }
   const rowsCopied = ctx.copied ?? 0;
