@@ -446,12 +446,15 @@ export async function abortUpgrade(
 ): Promise<AbortResult> {
   const clock = deps.clock ?? systemClock;
   const row = await deps.platform.getClient(opts.clientId);
-  if (row.hosting_type !== 'shared' || row.migration_status !== 'migrating') {
-    if (!(row.hosting_type === 'shared' && row.migration_status === 'none' && row.supabase_project_ref)) {
-      throw new UsageError(
-        `client ${row.id} has no upgrade to abort (hosting ${row.hosting_type}, migration_status ${row.migration_status})`,
-      );
-    }
+  // A move under way, or one refused before it began that still names its target project.
+  const abortable =
+    row.hosting_type === 'shared' &&
+    (row.migration_status === 'migrating' ||
+      (row.migration_status === 'none' && row.supabase_project_ref !== null));
+  if (!abortable) {
+    throw new UsageError(
+      `client ${row.id} has no upgrade to abort (hosting ${row.hosting_type}, migration_status ${row.migration_status})`,
+    );
   }
   const state = stateSchema.parse(row.migration_state ?? {});
   const poolId = state.source_pool_id ?? row.shared_pool_id;
