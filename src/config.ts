@@ -4,7 +4,7 @@
  */
 
 import { z } from 'zod';
-import { LOG_LEVELS, type LogLevel } from './log.js';
+import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
 
 /** What each variable is; shown next to every problem with it. Order = order of the report. */
 const VARIABLE_HELP = {
@@ -378,13 +378,10 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-const REDACTED = '[redacted]';
 const secret = (value: string | null): string | null => (value === null ? null : REDACTED);
-/** postgres://user:pw@host → postgres://user:[redacted]@host, and ?password=... likewise. */
+/** postgres://user:pw@host → postgres://user:[redacted]@host, ?password=... likewise (log.ts's rules). */
 const withoutPassword = (value: string | null): string | null =>
-  value
-    ?.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/?#@]*:)[^@/?#]*@/i, `$1${REDACTED}@`)
-    .replace(/([?&](?:ssl)?password=)[^&#]*/gi, `$1${REDACTED}`) ?? null;
+  value === null ? null : redactString(value);
 
 /** The config with every secret replaced by '[redacted]', for the startup log line. */
 export function describeConfig(config: Config): Config {
