@@ -238,6 +238,10 @@ describe('a client database that is down', () => {
     } finally {
       setTimeout(() => void stack.dedicated.gateway.start(), 1500);
     }
+    // Once the project answers again, the same session's sidekick knows its documents again.
+    await prepared.transcripts.flush();
+    const again = await talk(prepared, 'How much is a hotel per night in Europe?');
+    expect(again.sent).toContain('180 euros per night');
     const stats = await prepared.close();
     expect(stats.dropped).toBe(0);
     const rows = await transcriptRows(stack.dedicated, prepared.conversationId);

@@ -30,8 +30,8 @@ export interface PreparedSession {
 /**
  * Metadata → a ready Sidekick with its context and transcript store. The platform database decides
  * where the data lives; when the client's own database is down the session still starts, with a
- * plain sidekick of that slug and no context lookups, logged as degraded, and its turns are held
- * and retried until the database answers.
+ * plain sidekick of that slug, logged as degraded; its context lookups and transcript writes
+ * succeed again once the database answers.
  */
 export async function prepareSession(
   runtime: WorkerRuntime,
@@ -134,7 +134,9 @@ export async function prepareSession(
   });
   const agent = new Sidekick({
     plan,
-    context: degraded ? undefined : context,
+    // Also when degraded: lookups fail fast (or at their budget) while the database is down, and
+    // the sidekick knows its documents again as soon as it is back.
+    context,
     transcripts,
     userId: metadata.userId,
     conversationId,
