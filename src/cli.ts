@@ -21,7 +21,7 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { runChat } from './agent/chat.js';
-import { InvalidJobMetadataError, SessionRefusedError, SidekickLimitError } from './agent/errors.js';
+import { InvalidJobMetadataError, SidekickLimitError } from './agent/errors.js';
 import { parseJobMetadata } from './agent/metadata.js';
 import { createRuntime, type WorkerRuntime, withEmbeddedPlatform } from './agent/runtime.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
@@ -37,7 +37,6 @@ import type { DedicatedProvisioner } from './ops/provisioner.js';
 import { describeClient } from './ops/show.js';
 import { abortUpgrade, cleanupClient, upgradeClient } from './ops/upgrade.js';
 import type { ClientConnectionManager } from './tenancy/connections.js';
-import { TenancyError } from './tenancy/errors.js';
 import type { Tier } from './tenancy/types.js';
 
 export interface CliIo {
@@ -405,24 +404,20 @@ Exit codes: 0 ok, 1 failure (run again to finish), 2 usage/config error, 3 refus
     if (e instanceof CommanderError) {
       // --help and --version end here with code 0; everything else commander refuses is a usage error.
       exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
-    } else if (e instanceof ConfigError) {
-      err(e.message);
-      exitCode = EXIT.usage;
-    } else if (e instanceof InvalidJobMetadataError) {
-      err(`error: ${e.message}`);
-      exitCode = EXIT.usage;
-    } else if (e instanceof SidekickLimitError) {
-      err(`error: ${e.message}`);
-      exitCode = EXIT.limit;
-    } else if (e instanceof TenancyError || e instanceof SessionRefusedError) {
-      err(`error: ${e.message}`);
-      exitCode = EXIT.failure;
     } else {
-      err(`error: ${(e as Error).message}`);
-      exitCode = exitCodeOf(e);
+      // A ConfigError's message is already the whole list of what to set.
+      err(e instanceof ConfigError ? e.message : `error: ${(e as Error).message}`);
+      exitCode = cliExitCode(e);
     }
   }
   return exitCode;
+}
+
+/** Bad input is 2, a limit 3, anything else (tenancy, a refused session, a failure) 1. */
+function cliExitCode(e: unknown): number {
+  if (e instanceof ConfigError || e instanceof InvalidJobMetadataError) return EXIT.usage;
+  if (e instanceof SidekickLimitError) return EXIT.limit;
+  return exitCodeOf(e);
 }
 
 interface Runtime {

@@ -35,8 +35,7 @@ async function main(): Promise<void> {
 
   log.info({ config: describeConfig(config) }, 'worker starting');
   if (config.livekit.usingDevDefaults) {
-    (config.nodeEnv === 'production' ? log.error : log.warn).call(
-      log,
+    log[config.nodeEnv === 'production' ? 'error' : 'warn'](
       'LIVEKIT_API_KEY / LIVEKIT_API_SECRET are the `livekit-server --dev` defaults: set the real ones outside local work',
     );
   }

@@ -75,6 +75,18 @@ export interface ContextManagerOptions {
 
 class LookupTimeout extends Error {}
 
+/** One lookup RPC, cut off with the turn's budget; an error names the function. */
+async function rpc(
+  db: TenantQuery,
+  signal: AbortSignal,
+  fn: string,
+  args: Record<string, unknown>,
+): Promise<unknown> {
+  const { data, error } = await db.rpc(fn, args).abortSignal(signal);
+  if (error) throw new Error(`${fn}: ${error.message}`);
+  return data;
+}
+
 const SKIPPED: unique symbol = Symbol('skipped');
 const skip = async (): Promise<typeof SKIPPED> => SKIPPED;
 
@@ -167,15 +179,12 @@ export class ContextManager {
     embedding: number[],
     signal: AbortSignal,
   ): Promise<DocumentMatch[]> {
-    const { data, error } = await db
-      .rpc('match_documents', {
-        p_query_embedding: vectorLiteral(embedding),
-        p_agent_slug: q.agentSlug,
-        p_match_threshold: this.opts.settings.matchThreshold,
-        p_match_count: this.opts.settings.matchCount,
-      })
-      .abortSignal(signal);
-    if (error) throw new Error(`match_documents: ${error.message}`);
+    const data = await rpc(db, signal, 'match_documents', {
+      p_query_embedding: vectorLiteral(embedding),
+      p_agent_slug: q.agentSlug,
+      p_match_threshold: this.opts.settings.matchThreshold,
+      p_match_count: this.opts.settings.matchCount,
+    });
     return (data ?? []) as DocumentMatch[];
   }
 
@@ -185,17 +194,14 @@ export class ContextManager {
     embedding: number[],
     signal: AbortSignal,
   ): Promise<RecallMatch[]> {
-    const { data, error } = await db
-      .rpc('match_conversation_transcripts_secure', {
-        p_query_embedding: vectorLiteral(embedding),
-        p_agent_slug: q.agentSlug,
-        p_user_id: q.userId,
-        p_match_threshold: this.opts.settings.matchThreshold,
-        p_match_count: this.opts.settings.recallCount,
-        p_exclude_conversation_id: q.conversationId ?? null,
-      })
-      .abortSignal(signal);
-    if (error) throw new Error(`match_conversation_transcripts_secure: ${error.message}`);
+    const data = await rpc(db, signal, 'match_conversation_transcripts_secure', {
+      p_query_embedding: vectorLiteral(embedding),
+      p_agent_slug: q.agentSlug,
+      p_user_id: q.userId,
+      p_match_threshold: this.opts.settings.matchThreshold,
+      p_match_count: this.opts.settings.recallCount,
+      p_exclude_conversation_id: q.conversationId ?? null,
+    });
     return (data ?? []) as RecallMatch[];
   }
 
@@ -204,10 +210,10 @@ export class ContextManager {
     q: TurnQuery,
     signal: AbortSignal,
   ): Promise<Record<string, unknown>> {
-    const { data, error } = await db
-      .rpc('get_user_overview_for_agent', { p_user_id: q.userId, p_agent_id: q.agentId })
-      .abortSignal(signal);
-    if (error) throw new Error(`get_user_overview_for_agent: ${error.message}`);
+    const data = await rpc(db, signal, 'get_user_overview_for_agent', {
+      p_user_id: q.userId,
+      p_agent_id: q.agentId,
+    });
     return data && typeof data === 'object' ? (data as Record<string, unknown>) : {};
   }
 }

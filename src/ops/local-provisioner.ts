@@ -1,4 +1,3 @@
-import pRetry, { AbortError } from 'p-retry';
 import type { LocalProject } from '../stack/project.js';
 import { OpsError } from './errors.js';
 import type { DedicatedProvisioner, ProjectHandle, ProjectKeys } from './provisioner.js';
@@ -51,23 +50,7 @@ export class LocalStackProvisioner implements DedicatedProvisioner {
     return { anonKey: p.anonKey, serviceRoleKey: p.serviceRoleKey };
   }
 
-  /**
-   * PGlite is one backend behind its socket: a statement sent while a PostgREST request has a
-   * transaction open lands inside it, and CREATE/DROP INDEX CONCURRENTLY refuses that (25001).
-   * Such a transaction ends within milliseconds, so the statement is tried again.
-   */
   async runSql(ref: string, sql: string): Promise<void> {
-    const project = this.project(ref);
-    await pRetry(
-      async () => {
-        try {
-          await project.sql.exec(sql);
-        } catch (err) {
-          if ((err as { code?: string }).code === '25001') throw err;
-          throw new AbortError(err as Error);
-        }
-      },
-      { retries: 20, minTimeout: 10, maxTimeout: 200 },
-    );
+    await this.project(ref).sql.exec(sql);
   }
 }

@@ -20,6 +20,7 @@ import {
   checkPageSize,
   countRows,
   DELETE_ORDER,
+  MAX_PAGE_SIZE,
   type PageQuery,
   pages,
   type Row,
@@ -632,7 +633,7 @@ async function compare(
   retry: RetryPolicy,
   overwritten: ReadonlySet<string>,
 ): Promise<{ rows: number; checksum: string; missing: string[]; differing: string[]; extra: string[] }> {
-  const pageSize = 1000;
+  const pageSize = MAX_PAGE_SIZE;
   const src = rows({ db: pool, table, clientId, pageSize, retry });
   const dst = rows({ db: target, table, pageSize, retry });
   const sum = createHash('sha256');

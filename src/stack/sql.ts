@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
+import pRetry, { AbortError } from 'p-retry';
 import pg from 'pg';
 
 /**
@@ -19,8 +20,24 @@ export interface SqlExecutor {
 
 export class PgliteExecutor implements SqlExecutor {
   constructor(readonly db: PGlite) {}
+  /**
+   * PGlite is one backend, shared with the socket PostgREST talks to: a statement sent while a
+   * PostgREST request has a transaction open lands inside it, and one that refuses to run in a
+   * transaction block (CREATE/DROP INDEX CONCURRENTLY: 25001) is tried again once that ends,
+   * within milliseconds.
+   */
   async exec(sql: string): Promise<void> {
-    await this.db.exec(sql);
+    await pRetry(
+      async () => {
+        try {
+          await this.db.exec(sql);
+        } catch (err) {
+          if ((err as { code?: string }).code === '25001') throw err;
+          throw new AbortError(err as Error);
+        }
+      },
+      { retries: 20, minTimeout: 10, maxTimeout: 200 },
+    );
   }
   async query<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return (await this.db.query<T>(sql, params)).rows;
