@@ -7,18 +7,7 @@ import {
 } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
-
-function cosine(a: readonly number[], b: readonly number[]): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
+import { cosine } from './support/vectors.js';
 
 function norm(v: readonly number[]): number {
   return Math.sqrt(v.reduce((s, x) => s + x * x, 0));

@@ -15,6 +15,7 @@ import type { FreshDatabase } from '../src/stack/databases.js';
 import { applyMigrations, type DatabaseKind } from '../src/stack/sql.js';
 import { TENANT_TABLES } from '../src/tenancy/tenant-query.js';
 import { migratedDatabase, ON_REAL_SERVER } from './support/db.js';
+import { cosine } from './support/vectors.js';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers: acting as a Supabase API role, errors, vectors
@@ -121,19 +122,6 @@ function randomVector(rand: () => number): number[] {
 }
 
 const literal = (v: readonly number[]) => `[${v.join(',')}]`;
-
-/** pgvector's cosine distance, in double precision (pgvector sums in single precision). */
-function cosineDistance(a: readonly number[], b: readonly number[]): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return 1 - dot / Math.sqrt(na * nb);
-}
 
 async function elapsed<T>(label: string, fn: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
@@ -1139,10 +1127,10 @@ describe('shared pool retrieval is the exact top-k of the client, whatever index
       expect(byClient.get(c.id), c.id).toEqual(want);
       // And an oracle outside the database: the true distances of what came back are the k smallest.
       const exact = c.eligible
-        .map((e) => ({ id: e.id, d: cosineDistance(c.query, e.v) }))
+        .map((e) => ({ id: e.id, d: 1 - cosine(c.query, e.v) }))
         .sort((x, y) => x.d - y.d)
         .slice(0, K);
-      const dist = new Map(c.eligible.map((e) => [e.id, cosineDistance(c.query, e.v)]));
+      const dist = new Map(c.eligible.map((e) => [e.id, 1 - cosine(c.query, e.v)]));
       want.forEach((id, i) => {
         expect(dist.get(id)!).toBeCloseTo(exact[i]!.d, 6);
       });

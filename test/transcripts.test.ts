@@ -14,6 +14,7 @@ import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
+import { cosine } from './support/vectors.js';
 
 /*
  * TranscriptStore against the seeded local stack (PGlite, or the real server with
@@ -117,12 +118,6 @@ async function conversationRow(project: LocalProject, conversationId: string) {
     [conversationId],
   );
   return row?.row as Record<string, unknown> | undefined;
-}
-
-function cosine(a: readonly number[], b: readonly number[]): number {
-  let dot = 0;
-  for (let i = 0; i < a.length; i++) dot += a[i]! * b[i]!;
-  return dot;
 }
 
 async function until(

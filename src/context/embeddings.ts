@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import pMap from 'p-map';
 
 /** Turns texts into vectors; one vector per text, in order. */
 export interface Embedder {
@@ -125,9 +126,10 @@ export class OpenAIEmbedder implements Embedder {
     if (texts.length === 0) return [];
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.maxBatch) batches.push(texts.slice(i, i + this.maxBatch));
-    const results = await mapLimited(batches, this.maxConcurrency, (batch) =>
-      this.embedBatch(batch, opts.signal),
-    );
+    // p-map starts no new batch after the first failure, and rejects with it.
+    const results = await pMap(batches, (batch) => this.embedBatch(batch, opts.signal), {
+      concurrency: this.maxConcurrency,
+    });
     return results.flat();
   }
 
@@ -150,31 +152,4 @@ export class OpenAIEmbedder implements Embedder {
     }
     return ordered;
   }
-}
-
-/**
- * Like Promise.all over `items.map(fn)`, with at most `limit` calls pending. After the first
- * failure no new call starts, and the failure is what the returned promise rejects with.
- */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed = false;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i]!);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
 }

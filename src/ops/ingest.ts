@@ -23,8 +23,6 @@ export interface IngestOptions {
   files: string[];
   chunkSize?: number;
   chunkOverlap?: number;
-  /** Texts per embeddings request. */
-  embedBatch?: number;
   /** Chunk rows per insert request. */
   insertBatch?: number;
   onProgress?: (event: {
@@ -160,10 +158,8 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
         ? RecursiveCharacterTextSplitter.fromLanguage('markdown', splitOpts)
         : new RecursiveCharacterTextSplitter(splitOpts);
     p.chunks = (await splitter.splitText(p.text)).filter((c) => c.trim());
-    const batch = opts.embedBatch ?? 64;
-    for (let i = 0; i < p.chunks.length; i += batch) {
-      p.vectors.push(...(await deps.embedder.embed(p.chunks.slice(i, i + batch))));
-    }
+    // The embedder batches (and runs batches side by side) itself.
+    p.vectors = await deps.embedder.embed(p.chunks);
     if (p.vectors.length !== p.chunks.length) {
       throw new OpsError(
         `${p.file}: the embedder returned ${p.vectors.length} vectors for ${p.chunks.length} chunks`,

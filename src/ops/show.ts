@@ -1,9 +1,9 @@
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
-import type { TenantTable } from '../tenancy/tenant-query.js';
+import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
 import type { OpsBase } from './context.js';
 import { projectOf } from './dedicated.js';
 import type { PlatformAdmin, PoolAdmins } from './platform.js';
-import { COPY_ORDER, countRows } from './tables.js';
+import { countRows } from './tables.js';
 
 export interface ClientDescription {
   id: string;
@@ -79,9 +79,9 @@ export async function describeClient(
       : [project ? createSupabase(project.url, project.serviceRoleKey) : null, undefined];
   if (db) {
     try {
-      const rows: Partial<Record<TenantTable, number>> = {};
-      for (const t of COPY_ORDER) rows[t] = await countRows(db, t, scope, { retries: 0, minMs: 0, maxMs: 0 });
-      description.rows = rows;
+      const once = { retries: 0, minMs: 0, maxMs: 0 };
+      const counts = await Promise.all(TENANT_TABLES.map((t) => countRows(db, t, scope, once)));
+      description.rows = Object.fromEntries(TENANT_TABLES.map((t, i) => [t, counts[i]]));
     } catch (err) {
       description.rowsError = (err as Error).message;
     }
