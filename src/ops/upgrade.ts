@@ -173,9 +173,7 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
       clientId: row.id,
       outcome: row.migration_status === 'cleanup_pending' ? 'cleanup_pending' : 'already_upgraded',
       tier: row.tier,
-      project: row.supabase_project_ref
-        ? { ref: row.supabase_project_ref, url: row.supabase_url ?? '' }
-        : null,
+      project: projectSummary(row),
       resumed: false,
       tables: [],
       rowsCopied: 0,
@@ -417,7 +415,7 @@ async function finish(
     clientId: row.id,
     outcome,
     tier: state.target_tier,
-    project: row.supabase_project_ref ? { ref: row.supabase_project_ref, url: row.supabase_url ?? '' } : null,
+    project: projectSummary(row),
     resumed: ctx.resumed,
     tables: ctx.tables,
     rowsCopied,
@@ -461,16 +459,7 @@ export async function abortUpgrade(
   const poolId = state.source_pool_id ?? row.shared_pool_id;
   if (poolId) {
     const { db: pool } = await deps.pools.forPool(poolId);
-    await request(
-      `opening the write fence of client ${row.id}`,
-      () =>
-        pool
-          .from('pool_clients')
-          .update({ write_fence: 'open', fenced_at: null })
-          .eq('client_id', row.id)
-          .retry(false),
-      deps.retry ?? DEFAULT_RETRY,
-    );
+    await setFence(pool, row.id, 'open', clock, deps.retry ?? DEFAULT_RETRY);
   }
   const abandonedProject = row.supabase_project_ref
     ? { ref: row.supabase_project_ref, url: row.supabase_url }
@@ -544,19 +533,25 @@ export async function cleanupClient(
   return { clientId: row.id, deleted };
 }
 
+/** The project a result names (no keys). */
+function projectSummary(row: ClientRow): UpgradeResult['project'] {
+  return row.supabase_project_ref ? { ref: row.supabase_project_ref, url: row.supabase_url ?? '' } : null;
+}
+
 async function setFence(
   pool: SupabaseClient,
   clientId: string,
-  fence: 'fenced' | 'moved',
+  fence: 'open' | 'fenced' | 'moved',
   clock: Clock,
   retry: RetryPolicy,
 ): Promise<void> {
+  const fencedAt = fence === 'open' ? null : clock.now().toISOString();
   const { data } = await request(
     `setting the write fence of client ${clientId} to ${fence}`,
     () =>
       pool
         .from('pool_clients')
-        .update({ write_fence: fence, fenced_at: clock.now().toISOString() })
+        .update({ write_fence: fence, fenced_at: fencedAt })
         .eq('client_id', clientId)
         .select('client_id')
         .retry(false),
