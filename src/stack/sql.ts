@@ -21,14 +21,15 @@ export interface SqlExecutor {
 export class PgliteExecutor implements SqlExecutor {
   constructor(readonly db: PGlite) {}
   /**
-   * PGlite is one backend, shared with the socket PostgREST talks to: a statement sent while a
-   * PostgREST request has a transaction open lands inside it, and one that refuses to run in a
-   * transaction block (CREATE/DROP INDEX CONCURRENTLY: 25001) is tried again once that ends,
-   * within milliseconds.
+   * PGlite is one backend, shared with the socket PostgREST talks to, and its exec() does not wait
+   * for a socket client's transaction: a statement sent meanwhile lands inside it, and one that
+   * fails there (CREATE/DROP INDEX CONCURRENTLY: 25001) also aborts that client's transaction. So
+   * the statement waits while a transaction is open, and a 25001 that still slips in is retried.
    */
   async exec(sql: string): Promise<void> {
     await pRetry(
       async () => {
+        while (this.db.isInTransaction()) await new Promise((r) => setTimeout(r, 2));
         try {
           await this.db.exec(sql);
         } catch (err) {
