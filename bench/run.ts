@@ -8,16 +8,14 @@ import { spawnSync } from 'node:child_process';
 import { Command } from 'commander';
 import pino from 'pino';
 import { parseJobMetadata } from '../src/agent/metadata.js';
-import { buildSessionPlan } from '../src/agent/session-plan.js';
+import { planSession } from '../src/agent/session-plan.js';
 import { ContextManager } from '../src/context/context-manager.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { type LocalProject, startProject } from '../src/stack/project.js';
 import { startStack } from '../src/stack/stack.js';
 import { ClientConnectionManager } from '../src/tenancy/connections.js';
-import { ClientDirectory } from '../src/tenancy/directory.js';
-import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
-import { agentIdOf, BENCH_USER, clientIdOf, loadTenants, type Shape, summarize } from './data.js';
+import { BENCH_USER, clientIdOf, loadTenants, type Shape, summarize } from './data.js';
 
 const opts = new Command('bench')
   .option('--clients <n>', 'clients in the large pool', '100')
@@ -91,24 +89,24 @@ out(
 );
 
 function newManager(ttlMs = 60_000) {
-  const directory = new ClientDirectory({
-    platform: createSupabase(stack.platform.url, stack.platform.serviceRoleKey),
+  return ClientConnectionManager.forPlatform({
+    url: stack.platform.url,
+    serviceRoleKey: stack.platform.serviceRoleKey,
     ttlMs,
+    maxProjects: 100,
   });
-  return new ClientConnectionManager({ directory, tokenTtlSeconds: 300, maxProjects: 100 });
 }
 
 // ---- context retrieval per turn -------------------------------------------------------------
 const manager = newManager();
 const QUERIES = ['how do I reset it', 'what is the warranty', 'passage about documents', 'turn of the user'];
 
-async function measureRetrieval(ids: string[], first: number, gateway: LocalProject['gateway']) {
+async function measureRetrieval(ids: string[], gateway: LocalProject['gateway']) {
   const turns = num('turns');
   const samples: number[] = [];
   let roundTrips = 0;
   for (let i = 0; i < turns + 10; i++) {
     const clientId = ids[i % ids.length]!;
-    const agentId = agentIdOf(first + (i % ids.length));
     const conn = await manager.forClient(asClientId(clientId));
     const context = new ContextManager({
       db: conn.db,
@@ -121,11 +119,10 @@ async function measureRetrieval(ids: string[], first: number, gateway: LocalProj
     const ctx = await context.retrieve({
       query: `${QUERIES[i % QUERIES.length]} ${i}`,
       agentSlug: 'bench',
-      agentId,
       userId: BENCH_USER,
       conversationId: undefined,
     });
-    if (ctx.outcomes.documents !== 'ok' || ctx.outcomes.recall !== 'ok' || ctx.outcomes.overview !== 'ok') {
+    if (ctx.outcomes.documents !== 'ok' || ctx.outcomes.recall !== 'ok') {
       throw new Error(`lookup failed: ${JSON.stringify(ctx.outcomes)}`);
     }
     if (i >= 10) {
@@ -136,11 +133,11 @@ async function measureRetrieval(ids: string[], first: number, gateway: LocalProj
   return { ...summarize(samples), roundTripsPerTurn: roundTrips / turns };
 }
 
-const rLarge = await measureRetrieval(largeIds, 0, stack.pool.gateway);
-const rSmall = await measureRetrieval(smallIds, 10_000, small.gateway);
-const rDedicated = await measureRetrieval([dedicatedId], 20_000, stack.dedicated.gateway);
+const rLarge = await measureRetrieval(largeIds, stack.pool.gateway);
+const rSmall = await measureRetrieval(smallIds, small.gateway);
+const rDedicated = await measureRetrieval([dedicatedId], stack.dedicated.gateway);
 out();
-out(`context retrieval per turn (${num('turns')} turns each; documents + recall + overview in parallel)`);
+out(`context retrieval per turn (${num('turns')} turns each; documents + recall in parallel)`);
 out(`  shared pool, ${large} clients:  p50 ${fmt(rLarge.p50)}  p95 ${fmt(rLarge.p95)}`);
 out(`  shared pool, ${smallN} clients:   p50 ${fmt(rSmall.p50)}  p95 ${fmt(rSmall.p95)}`);
 out(`  dedicated project:        p50 ${fmt(rDedicated.p50)}  p95 ${fmt(rDedicated.p95)}`);
@@ -164,7 +161,7 @@ for (const phase of ['cold', 'warm'] as const) {
     const raw = JSON.stringify({ client_id: largeIds[i], agent_slug: 'bench', user_id: BENCH_USER });
     const before = stack.platform.gateway.count;
     const start = performance.now();
-    await buildSessionPlan(parseJobMetadata(raw), prepManager, { defaultVoice: 'alloy' });
+    await planSession(parseJobMetadata(raw), prepManager, log);
     prep[phase].push(performance.now() - start);
     prep[`${phase}Trips`] += stack.platform.gateway.count - before;
   }

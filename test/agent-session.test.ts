@@ -3,7 +3,7 @@ import { VideoBufferType, VideoFrame } from '@livekit/rtc-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJobMetadata } from '../src/agent/metadata.js';
-import { createModels } from '../src/agent/models.js';
+import { createLLM } from '../src/agent/models.js';
 import { decideJob } from '../src/agent/request.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
@@ -60,7 +60,7 @@ function metadata(client: { clientId: string; agentSlug: string }, extra: Record
 
 /** One user turn through a text session; returns what the LLM was sent. */
 async function talk(prepared: PreparedSession, userInput: string) {
-  const session = new voice.AgentSession({ llm: createModels(runtime.config, prepared.plan).llm });
+  const session = new voice.AgentSession({ llm: createLLM(runtime.config) });
   prepared.attach(session);
   await session.start({ agent: prepared.agent });
   openai.reset();
@@ -150,7 +150,7 @@ describe('video', () => {
 
 describe('requestFunc decisions', () => {
   const decide = (raw: unknown) =>
-    decideJob(typeof raw === 'string' ? raw : JSON.stringify(raw), runtime.connections);
+    decideJob(typeof raw === 'string' ? raw : JSON.stringify(raw), runtime.connections, log);
 
   it('accepts a valid job for a ready client', async () => {
     expect(await decide({ client_id: A().clientId, agent_slug: 'bike-guide' })).toEqual({ accept: true });
@@ -161,7 +161,7 @@ describe('requestFunc decisions', () => {
     [
       'an unknown client',
       { client_id: '99999999-9999-4999-8999-999999999999', agent_slug: 'x' },
-      'tenant_not_found',
+      'client_not_found',
     ],
     ['an unknown sidekick', { client_id: '__A__', agent_slug: 'nope' }, 'sidekick_not_found'],
   ])('rejects %s', async (_name, raw, code) => {
@@ -231,6 +231,7 @@ describe('a client database that is down', () => {
         await decideJob(
           JSON.stringify({ client_id: C().clientId, agent_slug: 'trip-planner' }),
           runtime.connections,
+          log,
         ),
       ).toEqual({
         accept: true,

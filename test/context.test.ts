@@ -8,16 +8,15 @@ import {
 } from '../src/context/context-manager.js';
 import { OpenAIEmbedder, vectorLiteral } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
+import { formatUserOverview, readUserOverview } from '../src/context/user-overview.js';
 import { createRootLogger } from '../src/log.js';
 import type { DemoClient } from '../src/stack/seed.js';
 import type { LocalStack } from '../src/stack/stack.js';
-import { ClientConnectionManager } from '../src/tenancy/connections.js';
-import { ClientDirectory } from '../src/tenancy/directory.js';
-import { createSupabase } from '../src/tenancy/supabase.js';
 import { TENANT_TABLES, type TenantQuery } from '../src/tenancy/tenant-query.js';
 import { asClientId } from '../src/tenancy/types.js';
+import { captureLogs } from './support/logs.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
-import { startTestStack } from './support/stack.js';
+import { connectionsTo, startTestStack } from './support/stack.js';
 
 /*
  * ContextManager against the seeded local stack (PGlite by default, the real server with
@@ -43,19 +42,8 @@ const OTHER_SENTENCE = 'My bike is a 2021 Trek Domane and the rear brake squeaks
 
 const DEFAULTS: RetrievalSettings = { ragEnabled: true, matchCount: 5, matchThreshold: 0.2, recallCount: 3 };
 
-function manager(fetchImpl?: typeof fetch) {
-  const directory = new ClientDirectory({
-    platform: createSupabase(stack.platform.url, stack.platform.serviceRoleKey),
-    ttlMs: 60_000,
-  });
-  return new ClientConnectionManager({ directory, tokenTtlSeconds: 300, maxProjects: 10, fetch: fetchImpl });
-}
-
-function capture() {
-  const lines: string[] = [];
-  const log = createRootLogger({ level: 'debug', destination: { write: (l: string) => void lines.push(l) } });
-  return { log, records: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
+const manager = (fetchImpl?: typeof fetch) => connectionsTo(stack, { fetch: fetchImpl });
+const capture = () => captureLogs();
 
 const silent: Logger = createRootLogger({ level: 'silent' });
 
@@ -73,7 +61,7 @@ function contextFor(
 }
 
 function turn(client: DemoClient, query: string, extra: Partial<TurnQuery> = {}): TurnQuery {
-  return { query, agentSlug: client.agentSlug, agentId: client.agentId, userId, ...extra };
+  return { query, agentSlug: client.agentSlug, userId, ...extra };
 }
 
 const contents = (ctx: TurnContext) => [
@@ -118,7 +106,7 @@ beforeEach(() => {
 describe('retrieval (RAG) returns the client’s own passages', () => {
   it('a tyre question gets the tyre pressure passages, titled, and nothing of another client', async () => {
     const ctx = await contextFor(dbA).retrieve(turn(acme, 'what tyre pressure for my road bike?'));
-    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok', overview: 'ok' });
+    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
     expect(ctx.documents.length).toBeGreaterThan(0);
     expect(ctx.documents.every((d) => d.title === 'Tyre pressure guide')).toBe(true);
     expect(ctx.documents.map((d) => d.content).join(' ')).toContain('Road bike tyres run at 80 to 100 psi');
@@ -158,11 +146,10 @@ describe('retrieval (RAG) returns the client’s own passages', () => {
 
   it('a champion retrieves from its dedicated project; nothing goes to the pool', async () => {
     const ctx = await contextFor(dbC).retrieve(turn(nimbus, 'how much is a hotel per night in Europe?'));
-    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok', overview: 'ok' });
+    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
     expect(ctx.documentTitles).toContain('Travel policy');
     expect(ctx.text).toContain('180 euros per night');
-    expect(ctx.overview).toMatchObject({ preferences: 'aisle seat, vegetarian meals' });
-    expect(stack.dedicated.gateway.count).toBe(3);
+    expect(stack.dedicated.gateway.count).toBe(2);
     expect(stack.pool.gateway.count).toBe(0);
   });
 });
@@ -216,34 +203,42 @@ describe('recall of earlier conversations', () => {
 });
 
 describe('the user overview', () => {
-  it('is part of the context block', async () => {
-    const ctx = await contextFor(dbA).retrieve(turn(acme, 'what should I ride this weekend?'));
-    expect(ctx.outcomes.overview).toBe('ok');
-    expect(ctx.overview).toEqual({
+  it('is read once per session, for this sidekick and user only, and never in a turn', async () => {
+    stack.pool.gateway.reset();
+    const overview = await readUserOverview(dbA, { userId, sidekickId: acme.agentId }, 2000, silent);
+    expect(overview).toEqual({
       identity: 'Road cyclist',
       bike: '2019 Trek Domane',
       goals: 'Ride a century this summer',
     });
-    expect(ctx.text).toContain('## What we know about this user');
-    expect(ctx.text).toContain('- bike: 2019 Trek Domane');
+    expect(formatUserOverview(overview)).toContain('- bike: 2019 Trek Domane');
+    // Another client's sidekick id through A's connection finds nothing of B's.
+    expect(await readUserOverview(dbA, { userId, sidekickId: bloom.agentId }, 2000, silent)).toEqual({});
+    const ctx = await contextFor(dbA).retrieve(turn(acme, 'what should I ride this weekend?'));
+    expect(ctx.text).not.toContain('- bike: 2019 Trek Domane');
+    expect(
+      stack.pool.gateway.requests.filter((r) => r.path === '/rpc/get_user_overview_for_agent'),
+    ).toHaveLength(2);
   });
 
-  it('an unknown user has none, and without a user there is no recall or overview lookup at all', async () => {
-    const unknown = await contextFor(dbA).retrieve(
-      turn(acme, 'tyre pressure', { userId: '0d0d0d0d-0000-4000-8000-0000000000ff' }),
+  it('an unknown user has none, and without a user there is no recall lookup at all', async () => {
+    const stranger = '0d0d0d0d-0000-4000-8000-0000000000ff';
+    expect(await readUserOverview(dbA, { userId: stranger, sidekickId: acme.agentId }, 2000, silent)).toEqual(
+      {},
     );
-    expect(unknown.overview).toEqual({});
+    expect(formatUserOverview({})).toBe('');
+    const unknown = await contextFor(dbA).retrieve(turn(acme, 'tyre pressure', { userId: stranger }));
     expect(unknown.recall).toEqual([]);
 
     stack.pool.gateway.reset();
     const anonymous = await contextFor(dbA).retrieve(turn(acme, 'tyre pressure', { userId: undefined }));
-    expect(anonymous.outcomes).toEqual({ documents: 'ok', recall: 'skipped', overview: 'skipped' });
+    expect(anonymous.outcomes).toEqual({ documents: 'ok', recall: 'skipped' });
     expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/match_documents']);
   });
 });
 
 describe('cost of one turn', () => {
-  it('one embedding request and exactly 3 database round trips (documents, recall, overview) per retrieve()', async () => {
+  it('one embedding request and exactly 2 database round trips (documents, recall) per retrieve()', async () => {
     const cm = contextFor(dbA);
     const queries = [
       'what tyre pressure for my road bike?',
@@ -254,16 +249,12 @@ describe('cost of one turn', () => {
     ];
     for (const [i, q] of queries.entries()) {
       const ctx = await cm.retrieve(turn(acme, q));
-      expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok', overview: 'ok' });
+      expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
       expect(openai.embeddingRequests()).toHaveLength(i + 1);
-      expect(stack.pool.gateway.count).toBe(3 * (i + 1));
+      expect(stack.pool.gateway.count).toBe(2 * (i + 1));
     }
-    const paths = stack.pool.gateway.requests.slice(0, 3).map((r) => r.path);
-    expect(paths.sort()).toEqual([
-      '/rpc/get_user_overview_for_agent',
-      '/rpc/match_conversation_transcripts_secure',
-      '/rpc/match_documents',
-    ]);
+    const paths = stack.pool.gateway.requests.slice(0, 2).map((r) => r.path);
+    expect(paths.sort()).toEqual(['/rpc/match_conversation_transcripts_secure', '/rpc/match_documents']);
     // The one embedding carries the turn's text, once.
     expect(openai.embeddingRequests()[0]!.body.input).toEqual(['what tyre pressure for my road bike?']);
     // Every round trip carried A's tenant token, never the service key; nothing reached the platform.
@@ -273,19 +264,16 @@ describe('cost of one turn', () => {
     expect(stack.platform.gateway.count).toBe(0);
   });
 
-  it('RAG off: no match_documents call, two round trips', async () => {
+  it('RAG off: no match_documents call, one round trip', async () => {
     const ctx = await contextFor(dbA, { settings: { ragEnabled: false } }).retrieve(
       turn(acme, 'what tyre pressure for my road bike?'),
     );
-    expect(ctx.outcomes).toEqual({ documents: 'skipped', recall: 'ok', overview: 'ok' });
+    expect(ctx.outcomes).toEqual({ documents: 'skipped', recall: 'ok' });
     expect(ctx.documents).toEqual([]);
     expect(ctx.documentTitles).toEqual([]);
     const paths = stack.pool.gateway.requests.map((r) => r.path);
     expect(paths).not.toContain('/rpc/match_documents');
-    expect(paths.sort()).toEqual([
-      '/rpc/get_user_overview_for_agent',
-      '/rpc/match_conversation_transcripts_secure',
-    ]);
+    expect(paths).toEqual(['/rpc/match_conversation_transcripts_secure']);
     expect(openai.embeddingRequests()).toHaveLength(1);
   });
 
@@ -293,7 +281,7 @@ describe('cost of one turn', () => {
     const ctx = await contextFor(dbA, { settings: { ragEnabled: false } }).retrieve(
       turn(acme, 'hello', { userId: undefined }),
     );
-    expect(ctx.outcomes).toEqual({ documents: 'skipped', recall: 'skipped', overview: 'skipped' });
+    expect(ctx.outcomes).toEqual({ documents: 'skipped', recall: 'skipped' });
     expect(ctx.text).toBe('');
     expect(openai.requests).toHaveLength(0);
     expect(stack.pool.gateway.count).toBe(0);
@@ -316,7 +304,7 @@ describe('the time budget', () => {
   const BUDGET = 300;
   const SLACK = 250;
 
-  it('a slow embeddings API: documents and recall are cut at the budget, the overview still returns', async () => {
+  it('a slow embeddings API: documents and recall are cut at the budget, with no round trip sent', async () => {
     openai.setDelay('embeddings', 3000);
     const { log, records } = capture();
     const t0 = performance.now();
@@ -325,24 +313,23 @@ describe('the time budget', () => {
     );
     const elapsed = performance.now() - t0;
 
-    expect(ctx.outcomes).toEqual({ documents: 'timeout', recall: 'timeout', overview: 'ok' });
-    expect(ctx.overview).toMatchObject({ bike: '2019 Trek Domane' });
-    expect(ctx.text).toContain('- bike: 2019 Trek Domane');
+    expect(ctx.outcomes).toEqual({ documents: 'timeout', recall: 'timeout' });
+    expect(ctx.text).toBe('');
     expect(ctx.documents).toEqual([]);
     expect(ctx.recall).toEqual([]);
     expect(elapsed).toBeGreaterThanOrEqual(BUDGET - 5);
     expect(elapsed).toBeLessThan(BUDGET + SLACK);
-    // The vector lookups never started: the only round trip was the overview.
-    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/get_user_overview_for_agent']);
+    // The vector lookups never started: nothing reached the database.
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual([]);
     const warned = records().filter((r) => r.msg === 'context lookup cut at its time budget');
     expect(warned.map((r) => r.lookup).sort()).toEqual(['documents', 'recall']);
   });
 
   it('a database lookup that hangs is cut at the budget and the others still return', async () => {
-    // The overview's round trip hangs on the way (the network towards the pool), whatever the backend.
+    // The recall round trip hangs on the way (the network towards the pool), whatever the backend.
     const hanging: typeof fetch = async (input, init) => {
       const url = input instanceof Request ? input.url : String(input);
-      if (url.includes('/rpc/get_user_overview_for_agent')) {
+      if (url.includes('/rpc/match_conversation_transcripts_secure')) {
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(resolve, 5000);
           init?.signal?.addEventListener('abort', () => {
@@ -360,16 +347,13 @@ describe('the time budget', () => {
     );
     const elapsed = performance.now() - t0;
 
-    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok', overview: 'timeout' });
+    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'timeout' });
     expect(ctx.documentTitles).toEqual(['Tyre pressure guide']);
-    expect(ctx.overview).toEqual({});
-    expect(ctx.text).not.toContain('What we know about this user');
+    expect(ctx.recall).toEqual([]);
+    expect(ctx.text).not.toContain('What this user said in earlier conversations');
     expect(elapsed).toBeLessThan(BUDGET + SLACK);
     // The hanging request was abandoned before it reached the gateway.
-    expect(stack.pool.gateway.requests.map((r) => r.path).sort()).toEqual([
-      '/rpc/match_conversation_transcripts_secure',
-      '/rpc/match_documents',
-    ]);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/match_documents']);
   });
 
   it('the pool down: every lookup fails fast, the turn goes on with an empty block', async () => {
@@ -379,14 +363,14 @@ describe('the time budget', () => {
       const ctx = await contextFor(dbA, { lookupMs: BUDGET }).retrieve(
         turn(acme, 'why does my rear brake squeak?'),
       );
-      expect(ctx.outcomes).toEqual({ documents: 'error', recall: 'error', overview: 'error' });
+      expect(ctx.outcomes).toEqual({ documents: 'error', recall: 'error' });
       expect(ctx.text).toBe('');
       expect(performance.now() - t0).toBeLessThan(BUDGET + SLACK);
     } finally {
       await stack.pool.gateway.start();
     }
     const again = await contextFor(dbA).retrieve(turn(acme, 'why does my rear brake squeak?'));
-    expect(again.outcomes).toEqual({ documents: 'ok', recall: 'ok', overview: 'ok' });
+    expect(again.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
   });
 });
 
@@ -430,7 +414,7 @@ describe('shared and dedicated give the same context for the same data', () => {
       expect(after.text).toBe(before.text);
       expect(after.text).toContain('2019 Trek Domane');
       expect(stack.pool.gateway.count).toBe(0);
-      expect(stack.dedicated.gateway.count).toBe(3);
+      expect(stack.dedicated.gateway.count).toBe(2);
     } finally {
       await removeAcmeFromDedicated();
     }
@@ -456,7 +440,6 @@ describe('shared and dedicated give the same context for the same data', () => {
         expect(dedicated.documentTitles).toEqual(shared.documentTitles);
         expect(dedicated.documents.map((d) => d.id)).toEqual(shared.documents.map((d) => d.id));
         expect(dedicated.recall.map((r) => r.id)).toEqual(shared.recall.map((r) => r.id));
-        expect(dedicated.overview).toEqual(shared.overview);
         for (const [i, d] of dedicated.documents.entries()) {
           expect(d.relevance).toBeCloseTo(shared.documents[i]!.relevance, 5);
         }
@@ -464,7 +447,6 @@ describe('shared and dedicated give the same context for the same data', () => {
       // Sanity: the comparisons above were not between two empty blocks.
       const sample = await contextFor(dbC).retrieve(turn(acme, 'why does my rear brake squeak?'));
       expect(sample.text).toContain('2019 Trek Domane and the rear brake squeaks.');
-      expect(sample.text).toContain('- bike: 2019 Trek Domane');
     } finally {
       await removeAcmeFromDedicated();
     }

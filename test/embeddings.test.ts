@@ -1,10 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  assertColumnDimensions,
-  EmbeddingDimensionMismatchError,
-  OpenAIEmbedder,
-  vectorLiteral,
-} from '../src/context/embeddings.js';
+import { EmbeddingDimensionMismatchError, OpenAIEmbedder, vectorLiteral } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { cosine } from './support/vectors.js';
@@ -149,28 +144,6 @@ describe('OpenAIEmbedder against an OpenAI-compatible server', () => {
 
   it('refuses a nonsensical batch size at construction', () => {
     expect(() => embedder({ maxBatch: 0 })).toThrow(/maxBatch/);
-  });
-});
-
-describe('assertColumnDimensions', () => {
-  it('passes when the column matches the config, or has no fixed size', () => {
-    expect(() => assertColumnDimensions(1024, 1024, 'document_chunks.embeddings')).not.toThrow();
-    expect(() => assertColumnDimensions(1024, null, 'document_chunks.embeddings')).not.toThrow();
-  });
-
-  it('names the column and both sizes when they differ', () => {
-    expect(() => assertColumnDimensions(1024, 1536, 'document_chunks.embeddings')).toThrow(
-      EmbeddingDimensionMismatchError,
-    );
-    try {
-      assertColumnDimensions(1024, 1536, 'document_chunks.embeddings');
-    } catch (e) {
-      const message = (e as Error).message;
-      expect(message).toContain('document_chunks.embeddings');
-      expect(message).toContain('1024');
-      expect(message).toContain('1536');
-      expect(message).toContain('EMBEDDING_DIMENSIONS');
-    }
   });
 });
 

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exitCodeFor } from '../src/commands/exit-codes.js';
 import type { RetryPolicy } from '../src/ops/context.js';
 import { NoPoolCapacityError, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
@@ -13,13 +14,10 @@ import { provisionClient } from '../src/ops/provision.js';
 import { type DedicatedProvisioner, projectNameFor } from '../src/ops/provisioner.js';
 import { migrationFiles } from '../src/stack/sql.js';
 import type { LocalStack } from '../src/stack/stack.js';
-import { ClientConnectionManager } from '../src/tenancy/connections.js';
-import { ClientDirectory } from '../src/tenancy/directory.js';
-import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { ON_REAL_SERVER, REAL_SERVER_URL } from './support/db.js';
 import { ManagementApiServer } from './support/management-api.js';
-import { startTestStack } from './support/stack.js';
+import { connectionsTo, startTestStack } from './support/stack.js';
 
 const log = pino({ level: 'silent' });
 const retry: RetryPolicy = { retries: 1, minMs: 10, maxMs: 20 };
@@ -78,16 +76,7 @@ async function poolCounts(): Promise<Record<string, { count: number; actual: num
   return Object.fromEntries(rows.map((r) => [r.pool_name, { count: r.count, actual: r.actual, max: r.max }]));
 }
 
-function connections(): ClientConnectionManager {
-  return new ClientConnectionManager({
-    directory: new ClientDirectory({
-      platform: createSupabase(stack.platform.url, stack.platform.serviceRoleKey),
-      ttlMs: 1000,
-    }),
-    tokenTtlSeconds: 300,
-    maxProjects: 20,
-  });
-}
+const connections = () => connectionsTo(stack, { ttlMs: 1000, maxProjects: 20 });
 
 describe('adventurer provisioning', () => {
   it('chooses an active pool with room (never a full or inactive one), registers the client there, ready', async () => {
@@ -154,7 +143,7 @@ describe('adventurer provisioning', () => {
         (e) => e,
       );
       expect(err).toBeInstanceOf(NoPoolCapacityError);
-      expect(err.exitCode).toBe(3);
+      expect(exitCodeFor(err)).toBe(3);
       expect(err.message).toMatch(/no shared pool has room for client/);
       expect(err.message).toMatch(/shared_pool_config/);
       const row = await platform.getClient(id);

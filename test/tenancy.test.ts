@@ -1,18 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalStack } from '../src/stack/stack.js';
-import { ClientConnectionManager } from '../src/tenancy/connections.js';
-import { ClientDirectory } from '../src/tenancy/directory.js';
 import {
+  ClientNotFoundError,
   ClientNotReadyError,
   CrossTenantAccessError,
   MissingCredentialsError,
   PoolUnavailableError,
-  TenantNotFoundError,
 } from '../src/tenancy/errors.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { TenantTokenMinter } from '../src/tenancy/tokens.js';
 import { asClientId, type ClientId } from '../src/tenancy/types.js';
-import { startTestStack } from './support/stack.js';
+import { connectionsTo, startTestStack } from './support/stack.js';
 
 let stack: LocalStack;
 let A: ClientId;
@@ -31,14 +29,9 @@ afterAll(async () => {
 });
 
 function manager(opts: { ttlMs?: number; now?: () => number; maxProjects?: number } = {}) {
-  const directory = new ClientDirectory({
-    platform: createSupabase(stack.platform.url, stack.platform.serviceRoleKey),
+  return connectionsTo(stack, {
     ttlMs: opts.ttlMs ?? 30_000,
     now: opts.now,
-  });
-  return new ClientConnectionManager({
-    directory,
-    tokenTtlSeconds: 300,
     maxProjects: opts.maxProjects ?? 50,
   });
 }
@@ -262,11 +255,11 @@ describe('typed errors', () => {
     await stack.platform.sql.query(sql, params);
   }
 
-  it('an unknown client is TenantNotFoundError', async () => {
+  it('an unknown client is ClientNotFoundError', async () => {
     const err = await manager()
       .forClient(asClientId('99999999-9999-4999-8999-999999999999'))
       .catch((e) => e);
-    expect(err).toBeInstanceOf(TenantNotFoundError);
+    expect(err).toBeInstanceOf(ClientNotFoundError);
     expect(err.message).toContain('99999999-9999-4999-8999-999999999999 is not in the platform database');
   });
 

@@ -1,19 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { OpenAIEmbedder } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { TranscriptStore, type TranscriptStoreOptions, type Turn } from '../src/context/transcripts.js';
-import { createRootLogger } from '../src/log.js';
 import type { LocalProject } from '../src/stack/project.js';
 import type { DemoClient } from '../src/stack/seed.js';
 import type { LocalStack } from '../src/stack/stack.js';
-import { ClientConnectionManager } from '../src/tenancy/connections.js';
-import { ClientDirectory } from '../src/tenancy/directory.js';
-import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
+import { captureLogs } from './support/logs.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
-import { startTestStack } from './support/stack.js';
+import { connectionsTo, startTestStack } from './support/stack.js';
 import { cosine } from './support/vectors.js';
 
 /*
@@ -42,23 +38,8 @@ beforeEach(async () => {
   await Promise.all([stack.pool.gateway.start(), stack.dedicated.gateway.start()]);
 });
 
-function manager(fetchImpl?: typeof fetch) {
-  const directory = new ClientDirectory({
-    platform: createSupabase(stack.platform.url, stack.platform.serviceRoleKey),
-    ttlMs: 60_000,
-  });
-  return new ClientConnectionManager({ directory, tokenTtlSeconds: 300, maxProjects: 10, fetch: fetchImpl });
-}
-
-function capture(): { log: Logger; output: () => string; records: () => Array<Record<string, unknown>> } {
-  const lines: string[] = [];
-  const log = createRootLogger({ level: 'debug', destination: { write: (l: string) => void lines.push(l) } });
-  return {
-    log,
-    output: () => lines.join(''),
-    records: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
-}
+const manager = (fetchImpl?: typeof fetch) => connectionsTo(stack, { fetch: fetchImpl });
+const capture = () => captureLogs();
 
 /** A store for a new conversation of `client`, wired as src/agent/session.ts wires it. */
 function newStore(client: DemoClient, opts: Partial<TranscriptStoreOptions> & { fetch?: typeof fetch } = {}) {

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline/promises';
 import { initializeLogger, voice } from '@livekit/agents';
 import type { Logger } from 'pino';
 import type { JobMetadata } from './metadata.js';
-import { createModels } from './models.js';
+import { createLLM } from './models.js';
 import type { WorkerRuntime } from './runtime.js';
 import { prepareSession } from './session.js';
 
@@ -24,9 +24,7 @@ export async function runChat(
   const prepared = await prepareSession(runtime, metadata, log);
   const { plan } = prepared;
   if (!plan.text.enabled) throw new Error(`text chat is off for this sidekick: ${plan.text.reason}`);
-  const session = new voice.AgentSession({
-    llm: createModels(runtime.config, { ...plan, audio: { ...plan.audio, enabled: false } }).llm,
-  });
+  const session = new voice.AgentSession({ llm: createLLM(runtime.config) });
   prepared.attach(session);
   const say = (who: string, text: string) => io.output.write(`${who}: ${text}\n`);
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {

@@ -11,7 +11,7 @@ import {
 import { loadConfig } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
 import { parseJobMetadata } from './metadata.js';
-import { createModels } from './models.js';
+import { createLLM, createVoiceModels } from './models.js';
 import { createRuntime, type WorkerRuntime } from './runtime.js';
 import { prepareSession } from './session.js';
 import { type FrameSource, VideoSampler } from './video.js';
@@ -73,8 +73,10 @@ export default defineAgent<ProcessData>({
       });
     }
 
-    const models = createModels(runtime.config, plan);
-    const session = new voice.AgentSession({ ...models, ...(plan.audio.enabled ? { vad } : {}) });
+    const session = new voice.AgentSession({
+      llm: createLLM(runtime.config),
+      ...(plan.audio.enabled ? { ...createVoiceModels(runtime.config, plan), vad } : {}),
+    });
     prepared.attach(session);
     await session.start({
       agent: prepared.agent,

@@ -3,21 +3,30 @@ import * as openai from '@livekit/agents-plugin-openai';
 import type { Config } from '../config.js';
 import type { SessionPlan } from './session-plan.js';
 
+const connection = (config: Config) => ({
+  apiKey: config.openai.apiKey ?? undefined,
+  baseURL: config.openai.baseUrl ?? undefined,
+});
+
+/** The session's LLM (OpenAI, or any OpenAI-compatible server via OPENAI_BASE_URL). */
+export function createLLM(config: Config): llmTypes.LLM {
+  return new openai.LLM({ ...connection(config), model: config.models.llm });
+}
+
 /**
- * The session's OpenAI speech-to-text, LLM and text-to-speech (any OpenAI-compatible server via
- * OPENAI_BASE_URL). Voice models only when the plan has voice; the TTS voice is the plan's.
+ * Speech-to-text and text-to-speech, for a plan with voice. The TTS voice is the sidekick's own
+ * where the tier allows it, else the worker's default (TTS_VOICE); the provider validates the name.
  */
-export function createModels(
+export function createVoiceModels(
   config: Config,
   plan: SessionPlan,
-): { llm: llmTypes.LLM; stt?: sttTypes.STT; tts?: ttsTypes.TTS } {
-  const common = { apiKey: config.openai.apiKey ?? undefined, baseURL: config.openai.baseUrl ?? undefined };
-  const llm = new openai.LLM({ ...common, model: config.models.llm });
-  if (!plan.audio.enabled) return { llm };
+): { stt: sttTypes.STT; tts: ttsTypes.TTS } {
   return {
-    llm,
-    stt: new openai.STT({ ...common, model: config.models.stt }),
-    // The voice name comes from the sidekick's settings (validated by the provider at synthesis).
-    tts: new openai.TTS({ ...common, model: config.models.tts, voice: plan.voice.name as openai.TTSVoices }),
+    stt: new openai.STT({ ...connection(config), model: config.models.stt }),
+    tts: new openai.TTS({
+      ...connection(config),
+      model: config.models.tts,
+      voice: (plan.voice.name ?? config.models.defaultVoice) as openai.TTSVoices,
+    }),
   };
 }

@@ -4,24 +4,24 @@ import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { TenancyError } from '../tenancy/errors.js';
 import { SessionRefusedError } from './errors.js';
 import { parseJobMetadata } from './metadata.js';
-import { buildSessionPlan } from './session-plan.js';
+import { planSession } from './session-plan.js';
 
 export type JobDecision = { accept: true } | { accept: false; code: string; reason: string };
 
 /**
  * Whether to take a job, decided before any room is joined: metadata must be valid, the client
  * known and ready, its sidekick within the client's limits and allowed at least one channel (the
- * whole session plan is made). A database that cannot answer is not a reason to refuse: the session
- * starts degraded rather than leaving the user without a sidekick.
+ * whole session plan is made, by the same function the job uses). A client database that cannot
+ * answer is not a reason to refuse: the job starts degraded rather than leaving the user without a
+ * sidekick.
  */
 export async function decideJob(
   metadataJson: string | undefined,
   connections: ClientConnectionManager,
+  log: Logger,
 ): Promise<JobDecision> {
   try {
-    const metadata = parseJobMetadata(metadataJson);
-    // The default voice only names a voice in the plan; it decides nothing here.
-    await buildSessionPlan(metadata, connections, { defaultVoice: 'default' });
+    await planSession(parseJobMetadata(metadataJson), connections, log);
     return { accept: true };
   } catch (err) {
     // Without the platform's record nobody knows where the data lives: refuse, the dispatcher retries.
@@ -35,15 +35,13 @@ export async function decideJob(
 /** LiveKit's requestFunc: accept or reject, with the reason logged. */
 export function requestHandler(connections: ClientConnectionManager, log: Logger, agentName: string) {
   return async (req: JobRequest): Promise<void> => {
-    const decision = await decideJob(req.job.metadata, connections);
+    const jobLog = log.child({ job_id: req.job.id });
+    const decision = await decideJob(req.job.metadata, connections, jobLog);
     if (decision.accept) {
       await req.accept(agentName);
       return;
     }
-    log.warn(
-      { job_id: req.job.id, room: req.room?.name, code: decision.code, reason: decision.reason },
-      'job rejected',
-    );
+    jobLog.warn({ room: req.room?.name, code: decision.code, reason: decision.reason }, 'job rejected');
     await req.reject();
   };
 }

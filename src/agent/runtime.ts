@@ -4,8 +4,6 @@ import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
 import { type LocalStack, startStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
-import { ClientDirectory } from '../tenancy/directory.js';
-import { createSupabase } from '../tenancy/supabase.js';
 
 /**
  * What a process builds once: config, the client directory and its connections, the embedder.
@@ -40,15 +38,12 @@ export function createRuntime(
       'createRuntime needs PLATFORM_SUPABASE_URL: start the embedded stack first (main.ts does)',
     );
   }
-  const directory = new ClientDirectory({
-    platform: createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
+  const connections = ClientConnectionManager.forPlatform({
+    url: config.platform.url,
+    serviceRoleKey: config.platform.serviceRoleKey,
     ttlMs: config.tenancy.clientCacheTtlMs,
-  });
-  const connections = new ClientConnectionManager({
-    directory,
     tokenTtlSeconds: config.tenancy.tenantTokenTtlS,
     maxProjects: config.tenancy.maxCachedConnections,
-    requestTimeoutMs: 10_000,
     warn: (msg, fields) => log.warn(fields, msg),
   });
   return {

@@ -3,11 +3,11 @@ import { voice } from '@livekit/agents';
 import type { Logger } from 'pino';
 import { ContextManager } from '../context/context-manager.js';
 import { TranscriptStore } from '../context/transcripts.js';
+import { readUserOverview } from '../context/user-overview.js';
 import type { ClientConnection } from '../tenancy/connections.js';
-import { SessionRefusedError } from './errors.js';
 import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
-import { decideSession, loadSidekick, type SessionPlan, type SidekickRow } from './session-plan.js';
+import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
 import type { FrameSource } from './video.js';
 
@@ -40,48 +40,7 @@ export async function prepareSession(
   opts: { video?: FrameSource } = {},
 ): Promise<PreparedSession> {
   const { config, connections } = runtime;
-  const connection = await connections.forClient(metadata.clientId);
-  if (metadata.hostingTypeHint && metadata.hostingTypeHint !== connection.hostingType) {
-    log.warn(
-      { hint: metadata.hostingTypeHint, platform: connection.hostingType },
-      'job metadata hosting_type differs from the platform record; the platform record decides',
-    );
-  }
-  if (metadata.ignoredCredentialFields.length) {
-    log.warn(
-      { fields: metadata.ignoredCredentialFields },
-      'credential-like fields in job metadata were ignored',
-    );
-  }
-
-  let sidekick: SidekickRow;
-  let degraded = false;
-  try {
-    sidekick = await loadSidekick(connection, metadata.agentSlug);
-  } catch (err) {
-    if (err instanceof SessionRefusedError) throw err;
-    degraded = true;
-    log.error(
-      { reason: (err as Error).message },
-      'client database unreachable at session start; the sidekick talks in degraded mode',
-    );
-    // Its own prompt and greeting are in the unreachable database: a plain sidekick talks meanwhile.
-    sidekick = {
-      id: randomUUID(),
-      name: metadata.agentSlug,
-      slug: metadata.agentSlug,
-      system_prompt: null,
-      greeting: null,
-      voice_settings: null,
-      voice_chat_enabled: true,
-      text_chat_enabled: true,
-      video_chat_enabled: false,
-    };
-  }
-  const plan = decideSession(
-    { clientId: connection.clientId, tier: connection.tier, features: connection.features, sidekick },
-    { defaultVoice: config.models.defaultVoice },
-  );
+  const { plan, connection, degraded } = await planSession(metadata, connections, log);
   log.info(
     {
       tier: plan.tier,
@@ -111,9 +70,15 @@ export async function prepareSession(
     budgets: { lookupMs: config.context.budgetMs, maxChars: config.context.maxChars },
     log,
   });
+  // Once per session: the overview does not change while it runs.
   const overview =
-    metadata.userId && !degraded
-      ? await readOverview(connection, plan, metadata.userId, config.context.budgetMs, log)
+    metadata.userId && plan.sidekick.id
+      ? await readUserOverview(
+          connection.db,
+          { userId: metadata.userId, sidekickId: plan.sidekick.id },
+          config.context.budgetMs * 2,
+          log,
+        )
       : {};
   const transcripts = new TranscriptStore({
     resolveDb,
@@ -122,8 +87,8 @@ export async function prepareSession(
     embedder: runtime.embedder,
     conversation: {
       id: conversationId,
-      // A sidekick made up in degraded mode has no real id: the store looks it up by slug.
-      agentId: degraded ? undefined : plan.sidekick.id,
+      // A degraded session does not know its sidekick's id yet: the store looks it up by slug.
+      agentId: plan.sidekick.id ?? undefined,
       agentSlug: plan.sidekick.slug,
       userId: metadata.userId ?? null,
     },
@@ -134,10 +99,7 @@ export async function prepareSession(
   });
   const agent = new Sidekick({
     plan,
-    // Also when degraded: lookups fail fast (or at their budget) while the database is down, and
-    // the sidekick knows its documents again as soon as it is back.
     context,
-    transcripts,
     userId: metadata.userId,
     conversationId,
     overview,
@@ -169,21 +131,4 @@ export async function prepareSession(
       return { written: stats.written, dropped: stats.dropped };
     },
   };
-}
-
-async function readOverview(
-  connection: ClientConnection,
-  plan: SessionPlan,
-  userId: string,
-  budgetMs: number,
-  log: Logger,
-): Promise<Record<string, unknown>> {
-  const { data, error } = await connection.db
-    .rpc('get_user_overview_for_agent', { p_user_id: userId, p_agent_id: plan.sidekick.id })
-    .abortSignal(AbortSignal.timeout(budgetMs * 2));
-  if (error) {
-    log.warn({ reason: error.message }, 'user overview unavailable at session start');
-    return {};
-  }
-  return data && typeof data === 'object' ? (data as Record<string, unknown>) : {};
 }

@@ -1,32 +1,27 @@
 import { llm, voice } from '@livekit/agents';
 import type { Logger } from 'pino';
 import type { ContextManager, TurnContext } from '../context/context-manager.js';
-import type { TranscriptStore } from '../context/transcripts.js';
+import { formatUserOverview, type UserOverview } from '../context/user-overview.js';
 import type { SessionPlan } from './session-plan.js';
 import type { FrameSource } from './video.js';
 
 export interface SidekickDeps {
   plan: SessionPlan;
-  /** Absent when the client's database is unreachable at start: the sidekick still talks. */
-  context: ContextManager | undefined;
-  transcripts: TranscriptStore | undefined;
+  /** Also in a degraded session: lookups fail fast while the database is down, and work once it is back. */
+  context: ContextManager;
   userId: string | undefined;
   conversationId: string;
-  /** The user overview read at session start, folded into the instructions. */
-  overview: Record<string, unknown>;
+  /** The user overview read at session start, folded into the instructions (its one place). */
+  overview: UserOverview;
   /** The user's camera or screen share, when the plan allows video. */
   video?: FrameSource | undefined;
   log: Logger;
 }
 
 /** The sidekick's instructions: its own system prompt, then what we know of the user. */
-export function buildInstructions(plan: SessionPlan, overview: Record<string, unknown>): string {
-  const facts = Object.entries(overview).map(
-    ([k, v]) => `- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`,
-  );
-  return facts.length
-    ? `${plan.sidekick.instructions}\n\nWhat you know about the person you are talking to:\n${facts.join('\n')}`
-    : plan.sidekick.instructions;
+export function buildInstructions(plan: SessionPlan, overview: UserOverview): string {
+  const known = formatUserOverview(overview);
+  return known ? `${plan.sidekick.instructions}\n\n${known}` : plan.sidekick.instructions;
 }
 
 /**
@@ -55,7 +50,7 @@ export class Sidekick extends voice.Agent {
    * several final segments is joined as the session joins it, each segment refreshing the lookup.
    */
   prefetch(segment: string): void {
-    if (!this.deps.context || !segment.trim()) return;
+    if (!segment.trim()) return;
     const text = this.pending ? `${this.pending.text} ${segment.trim()}` : segment.trim();
     this.pending = { text, context: this.lookup(text) };
   }
@@ -105,12 +100,10 @@ export class Sidekick extends voice.Agent {
 
   private async lookup(text: string): Promise<TurnContext | undefined> {
     const { context, plan, userId, conversationId, log } = this.deps;
-    if (!context) return undefined;
     try {
       return await context.retrieve({
         query: text,
         agentSlug: plan.sidekick.slug,
-        agentId: plan.sidekick.id,
         userId,
         conversationId,
       });

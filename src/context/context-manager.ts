@@ -21,7 +21,6 @@ export interface RetrievalSettings {
 export interface TurnQuery {
   query: string;
   agentSlug: string;
-  agentId: string;
   userId?: string | undefined;
   /** The current conversation: recall looks at earlier ones only. */
   conversationId?: string | undefined;
@@ -55,8 +54,7 @@ export interface TurnContext {
   documentTitles: string[];
   documents: DocumentMatch[];
   recall: RecallMatch[];
-  overview: Record<string, unknown>;
-  outcomes: { documents: LookupOutcome; recall: LookupOutcome; overview: LookupOutcome };
+  outcomes: { documents: LookupOutcome; recall: LookupOutcome };
   elapsedMs: number;
 }
 
@@ -91,11 +89,12 @@ const SKIPPED: unique symbol = Symbol('skipped');
 const skip = async (): Promise<typeof SKIPPED> => SKIPPED;
 
 /**
- * What the sidekick knows for one turn: the sidekick's documents (RAG), what this user said in
- * earlier conversations, and the user overview. The query is embedded once; the overview starts at
- * once, the two vector lookups as soon as the embedding is back; all share one time budget and are
- * cancelled at its end. A lookup that fails or is late is left out and logged; the turn goes on.
- * Shared and dedicated clients run the same code: the difference stays in TenantQuery.
+ * What the sidekick knows for one turn: the sidekick's documents (RAG) and what this user said in
+ * earlier conversations. (The user overview is read once per session, into the instructions.) The
+ * query is embedded once; both vector lookups start as soon as the embedding is back; they share
+ * one time budget and are cancelled at its end. A lookup that fails or is late is left out and
+ * logged; the turn goes on. Shared and dedicated clients run the same code: the difference stays
+ * in TenantQuery.
  */
 export class ContextManager {
   private readonly now: () => number;
@@ -127,14 +126,13 @@ export class ContextManager {
       : undefined;
     embedding?.catch(() => {});
 
-    const [documents, recall, overview] = await Promise.allSettled([
+    const [documents, recall] = await Promise.allSettled([
       settings.ragEnabled && embedding
         ? within(Promise.all([db, embedding]).then(([d, e]) => this.matchDocuments(d, q, e, abort.signal)))
         : skip(),
       q.userId && embedding
         ? within(Promise.all([db, embedding]).then(([d, e]) => this.recall(d, q, e, abort.signal)))
         : skip(),
-      q.userId ? within(db.then((d) => this.overview(d, q, abort.signal))) : skip(),
     ]);
     abort.abort();
 
@@ -158,11 +156,9 @@ export class ContextManager {
       documentTitles: [],
       documents: value(documents, []),
       recall: value(recall, []),
-      overview: value(overview, {}),
       outcomes: {
         documents: outcome('documents', documents),
         recall: outcome('recall', recall),
-        overview: outcome('overview', overview),
       },
       elapsedMs: 0,
     };
@@ -204,26 +200,14 @@ export class ContextManager {
     });
     return (data ?? []) as RecallMatch[];
   }
-
-  private async overview(
-    db: TenantQuery,
-    q: TurnQuery,
-    signal: AbortSignal,
-  ): Promise<Record<string, unknown>> {
-    const data = await rpc(db, signal, 'get_user_overview_for_agent', {
-      p_user_id: q.userId,
-      p_agent_id: q.agentId,
-    });
-    return data && typeof data === 'object' ? (data as Record<string, unknown>) : {};
-  }
 }
 
 /**
- * One block, most useful first (documents, then recall, then the overview), cut to `maxChars` at
- * item boundaries so the LLM never sees half a sentence of a chunk.
+ * One block, most useful first (documents, then recall), cut to `maxChars` at item boundaries so
+ * the LLM never sees half a sentence of a chunk.
  */
 export function formatContext(
-  ctx: Pick<TurnContext, 'documents' | 'recall' | 'overview'>,
+  ctx: Pick<TurnContext, 'documents' | 'recall'>,
   maxChars: number,
 ): { text: string; titles: string[] } {
   const sections: Array<{ heading: string; items: Array<{ line: string; title?: string }> }> = [
@@ -238,12 +222,6 @@ export function formatContext(
       heading: 'What this user said in earlier conversations',
       items: ctx.recall.map((r) => ({
         line: `- (${r.role}, ${r.created_at.slice(0, 10)}) ${r.content.trim()}`,
-      })),
-    },
-    {
-      heading: 'What we know about this user',
-      items: Object.entries(ctx.overview).map(([k, v]) => ({
-        line: `- ${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`,
       })),
     },
   ];

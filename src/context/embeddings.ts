@@ -10,17 +10,16 @@ export interface Embedder {
 
 /**
  * Vectors of the wrong length cannot be stored in (or compared with) the databases' vector(N)
- * columns. Thrown at startup when a column disagrees with the config, and on the first embedding
- * call when the model returns another size, so the operator sees it before any turn silently
- * loses its context.
+ * columns. Thrown on the first embedding call whose model returns another size, so the operator
+ * sees it before any turn silently loses its context.
  */
 export class EmbeddingDimensionMismatchError extends Error {
   constructor(
     /** What EMBEDDING_DIMENSIONS says. */
     readonly expected: number,
-    /** What the model returned, or what the column is declared as. */
+    /** What the model returned. */
     readonly actual: number,
-    /** Where the other number comes from: a model or a table column. */
+    /** Where the other number comes from (the model). */
     readonly where: string,
   ) {
     super(
@@ -44,17 +43,6 @@ export class EmbeddingResponseError extends Error {
         'check that EMBEDDING_BASE_URL points at an OpenAI-compatible embeddings endpoint',
     );
     this.name = 'EmbeddingResponseError';
-  }
-}
-
-/**
- * Fails at startup, not at the first turn, when a database's vector column disagrees with the
- * config. `actual` is the column's declared size (its typmod); null means a plain `vector`
- * column without a fixed size, which takes any length.
- */
-export function assertColumnDimensions(expected: number, actual: number | null, where: string): void {
-  if (actual !== null && actual !== expected) {
-    throw new EmbeddingDimensionMismatchError(expected, actual, `column ${where} (vector(${actual}))`);
   }
 }
 

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
+import { findSidekick } from '../tenancy/sidekicks.js';
+import { isRetryableDbError } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import type { Embedder } from './embeddings.js';
 import { vectorLiteral } from './embeddings.js';
@@ -56,21 +58,11 @@ interface PendingRow {
 /** The database refused these rows for good (bad data, a broken reference): retrying cannot help. */
 class RejectedWriteError extends Error {}
 
-/**
- * Worth retrying: no SQLSTATE at all (the request never got an answer: network, timeout, a
- * gateway error), connection and resource trouble, serialization failures, 55000, which the
- * pool raises while a client's tier move has its writes fenced, and a refused token (onWriteFailure
- * drops the cached record, so the next try signs with the pool's current key). Anything else is final.
- */
-function writeError(what: string, error: { message: string; code?: string }): Error {
-  const code = error.code || undefined;
-  const message = `${what}: ${error.message}${code ? ` (${code})` : ''}`;
-  const retryable =
-    !code ||
-    (code.startsWith('PGRST')
-      ? code <= 'PGRST003' || code.startsWith('PGRST3') // PGRST3xx: the token (e.g. a rotated pool key)
-      : ['08', '40', '53', '55', '57', '58'].includes(code.slice(0, 2)));
-  return retryable ? new Error(message) : new RejectedWriteError(message);
+/** A failed write, retried or final by the one rule (isRetryableDbError). */
+function writeError(what: string, res: { error: { message: string; code?: string }; status: number }): Error {
+  const code = res.error.code || undefined;
+  const message = `${what}: ${res.error.message}${code ? ` (${code})` : ''}`;
+  return isRetryableDbError(res.error, res.status) ? new Error(message) : new RejectedWriteError(message);
 }
 
 /**
@@ -230,13 +222,13 @@ export class TranscriptStore {
     const { conversation } = this.opts;
     const agentId = this.agentId ?? (await this.findAgent(db));
     if (!this.conversationCreated) {
-      const { error } = await db
+      const res = await db
         .from('conversations')
         .upsert(
           { id: conversation.id, agent_id: agentId, user_id: conversation.userId },
           { onConflict: 'id', ignoreDuplicates: true },
         );
-      if (error) throw writeError('creating the conversation', error);
+      if (res.error) throw writeError('creating the conversation', res);
       this.conversationCreated = true;
     }
     await this.embed(batch);
@@ -247,19 +239,19 @@ export class TranscriptStore {
       user_id: conversation.userId,
       embeddings: embedding ? vectorLiteral(embedding) : null,
     }));
-    const { error } = await db
+    const res = await db
       .from('conversation_transcripts')
       .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
-    if (error) throw writeError(`writing ${rows.length} transcript turns`, error);
+    if (res.error) throw writeError(`writing ${rows.length} transcript turns`, res);
     return rows.length;
   }
 
   private async findAgent(db: TenantQuery): Promise<string> {
     const slug = this.opts.conversation.agentSlug!;
-    const { data, error } = await db.from('agents').select('id').eq('slug', slug).maybeSingle();
-    if (error) throw writeError(`finding sidekick ${slug}`, error);
-    if (!data) throw new RejectedWriteError(`sidekick ${slug} does not exist in the client's database`);
-    this.agentId = String((data as { id: string }).id);
+    // A lookup that got no answer is retried like a write; a missing sidekick is final.
+    const found = await findSidekick(db, { slug });
+    if (!found) throw new RejectedWriteError(`sidekick ${slug} does not exist in the client's database`);
+    this.agentId = found.id;
     return this.agentId;
   }
 

@@ -1,5 +1,6 @@
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
+import { isRetryableDbError } from '../tenancy/supabase.js';
 import { type DatabaseApiError, dbError, type PostgrestErrorLike } from './errors.js';
 
 /** Time, injectable so tests can run the polling and fence delays fast. */
@@ -53,7 +54,7 @@ export async function request<T>(
       const res = await make();
       if (!res.error) return { data: res.data as T, count: res.count ?? null };
       const err: DatabaseApiError = dbError(what, res.error);
-      if (isTransient(res.status, res.error)) throw err;
+      if (isRetryableDbError(res.error, res.status)) throw err;
       throw new AbortError(err); // p-retry rethrows the DatabaseApiError itself
     },
     {
@@ -63,11 +64,4 @@ export async function request<T>(
       randomize: true,
     },
   );
-}
-
-/** No HTTP status (the request never got an answer), a gateway/server error, or rate limiting. */
-function isTransient(status: number, error: PostgrestErrorLike): boolean {
-  if (!status || status >= 500 || status === 408 || status === 429) return true;
-  // Connection trouble, resources or shutdown reported by Postgres itself.
-  return error.code !== undefined && /^(08|53|57P)/.test(error.code);
 }

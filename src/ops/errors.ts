@@ -1,13 +1,10 @@
 /**
- * Errors of the operations tooling. Each carries the exit code the CLI returns for it, so scripts
- * can tell "fix your command" (2) from "refused by a limit" (3) from "something failed" (1).
+ * Errors of the operations tooling, by what the operator should do about them: fix the command
+ * (UsageError), stay within or raise a limit (LimitError), or run it again (any other OpsError).
+ * The CLI's exit code for each is decided in one place, src/commands/exit-codes.ts.
  */
 
-export const EXIT = Object.freeze({ ok: 0, failure: 1, usage: 2, limit: 3 });
-export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
-
 export class OpsError extends Error {
-  readonly exitCode: ExitCode = EXIT.failure;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
@@ -15,13 +12,10 @@ export class OpsError extends Error {
 }
 
 /** A bad argument, a missing setting, a client in the wrong state for the command. */
-export class UsageError extends OpsError {
-  override readonly exitCode = EXIT.usage;
-}
+export class UsageError extends OpsError {}
 
 /** Refused by a limit: a tier limit (documents, size) or no capacity left in any shared pool. */
 export class LimitError extends OpsError {
-  override readonly exitCode = EXIT.limit;
   constructor(
     readonly limit: string,
     message: string,
@@ -36,12 +30,6 @@ export class NoPoolCapacityError extends LimitError {
       'shared_pool_capacity',
       `no shared pool has room for client ${clientId}: ${detail}. Add a pool to shared_pool_config or raise max_clients of an active one, then run \`sidekick clients create\` again`,
     );
-  }
-}
-
-export class ClientNotFoundError extends OpsError {
-  constructor(clientId: string) {
-    super(`client ${clientId} is not in the platform clients table`);
   }
 }
 
@@ -81,8 +69,4 @@ export function dbError(what: string, error: PostgrestErrorLike): DatabaseApiErr
 export function must<T>(what: string, result: { data: T; error: PostgrestErrorLike | null }): T {
   if (result.error) throw dbError(what, result.error);
   return result.data;
-}
-
-export function exitCodeOf(err: unknown): ExitCode {
-  return err instanceof OpsError ? err.exitCode : EXIT.failure;
 }

@@ -4,8 +4,9 @@ import { basename, extname } from 'node:path';
 import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
 import { type Embedder, vectorLiteral } from '../context/embeddings.js';
 import type { ClientConnection } from '../tenancy/connections.js';
+import { describeRef, findSidekick, sidekickRef } from '../tenancy/sidekicks.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
-import { asClientId, type ClientId, isUuid } from '../tenancy/types.js';
+import { asClientId, type ClientId } from '../tenancy/types.js';
 import type { OpsBase } from './context.js';
 import { LimitError, must, OpsError, UsageError } from './errors.js';
 import { MAX_PAGE_SIZE } from './tables.js';
@@ -320,14 +321,10 @@ async function countChunks(db: TenantQuery, documentId: string): Promise<number 
 }
 
 async function findAgent(db: TenantQuery, agent: string): Promise<{ id: string; slug: string }> {
-  const column = isUuid(agent) ? 'id' : 'slug';
-  const found = must(
-    `looking up sidekick ${agent}`,
-    await db.from('agents').select('id, slug').eq(column, agent).limit(1),
-  );
-  const row = found?.[0];
-  if (!row) throw new UsageError(`--agent: client ${db.clientId} has no sidekick with ${column} "${agent}"`);
-  return { id: String(row.id), slug: String(row.slug) };
+  const ref = sidekickRef(agent);
+  const row = await findSidekick(db, ref);
+  if (!row) throw new UsageError(`--agent: client ${db.clientId} has no sidekick with ${describeRef(ref)}`);
+  return { id: row.id, slug: row.slug };
 }
 
 async function linkAgent(db: TenantQuery, agentId: string, documentId: string): Promise<void> {

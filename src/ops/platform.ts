@@ -1,47 +1,19 @@
-import { z } from 'zod';
+import { ClientNotFoundError } from '../tenancy/errors.js';
+import {
+  type ClientRow,
+  clientRowSchema,
+  columnsOf,
+  type PoolRow,
+  poolRowSchema,
+} from '../tenancy/platform-rows.js';
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
 import { DEFAULT_RETRY, type RetryPolicy, request } from './context.js';
-import { ClientNotFoundError, dbError, NoPoolCapacityError, OpsError } from './errors.js';
+import { dbError, NoPoolCapacityError, OpsError } from './errors.js';
 
-/** A platform `clients` row, as the service role reads it (ops see credentials; logs never do). */
-export const clientRowSchema = z.object({
-  id: z.string(),
-  name: z.string(),
-  tier: z.string(),
-  hosting_type: z.enum(['shared', 'dedicated']),
-  max_sidekicks: z.number().int().nullable(),
-  tier_features: z.unknown(),
-  supabase_url: z.string().nullable(),
-  supabase_anon_key: z.string().nullable(),
-  supabase_service_role_key: z.string().nullable(),
-  supabase_project_ref: z.string().nullable(),
-  shared_pool_id: z.string().nullable(),
-  provisioning_status: z.string(),
-  provisioning_error: z.string().nullable(),
-  provisioning_completed_at: z.string().nullable(),
-  migration_status: z.string(),
-  migration_state: z.record(z.string(), z.unknown()).nullable(),
-  migration_started_at: z.string().nullable(),
-  created_at: z.string(),
-  updated_at: z.string(),
-});
-export type ClientRow = z.infer<typeof clientRowSchema>;
+export type { ClientRow, PoolRow };
 
-export const poolRowSchema = z.object({
-  id: z.string(),
-  pool_name: z.string(),
-  supabase_url: z.string(),
-  supabase_service_role_key: z.string(),
-  supabase_anon_key: z.string().nullable(),
-  supabase_project_ref: z.string().nullable(),
-  max_clients: z.number().int(),
-  current_client_count: z.number().int(),
-  is_active: z.boolean(),
-});
-export type PoolRow = z.infer<typeof poolRowSchema>;
-
-const CLIENT_COLUMNS = Object.keys(clientRowSchema.shape).join(',');
-const POOL_COLUMNS = Object.keys(poolRowSchema.shape).join(',');
+const CLIENT_COLUMNS = columnsOf(clientRowSchema);
+const POOL_COLUMNS = columnsOf(poolRowSchema);
 
 /** What may be written to a clients row. */
 export type ClientPatch = Partial<Omit<ClientRow, 'id' | 'created_at' | 'updated_at'>>;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { TIER_HOSTING } from '../tenancy/tiers.js';
+import { TIER_FEATURES, TIER_HOSTING } from '../tenancy/tiers.js';
 import { isUuid, type Tier } from '../tenancy/types.js';
 import { type Clock, type OpsBase, request, systemClock } from './context.js';
 import { ensureDedicatedProject } from './dedicated.js';
@@ -68,7 +68,7 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
       name: req.name.trim(),
       tier: req.tier,
       hosting_type: hosting,
-      max_sidekicks: req.tier === 'adventurer' ? 1 : null,
+      max_sidekicks: TIER_FEATURES[req.tier].max_sidekicks,
       tier_features: req.tierFeatures ?? {},
       provisioning_status: 'provisioning',
     });
@@ -107,7 +107,7 @@ async function provisionShared(deps: ProvisionDeps, client: ClientRow): Promise<
       db
         .from('pool_clients')
         .upsert(
-          { client_id: client.id, max_sidekicks: 1 },
+          { client_id: client.id, max_sidekicks: TIER_FEATURES.adventurer.max_sidekicks },
           { onConflict: 'client_id', ignoreDuplicates: true },
         )
         .retry(false),

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ClientDirectory, ClientRecord, PoolRecord } from './directory.js';
+import { ClientDirectory, type ClientRecord, type PoolRecord } from './directory.js';
 import { createSupabase, type SupabaseClient } from './supabase.js';
 import { TENANT_HEADER, TenantQuery } from './tenant-query.js';
-import { resolveFeatures, type TierFeatures } from './tiers.js';
+import { type FeatureName, resolveFeatures, type TierFeatures } from './tiers.js';
 import { TenantTokenMinter } from './tokens.js';
-import { type ClientId, type HostingType, isTier, type Tier } from './types.js';
+import type { ClientId, HostingType, Tier } from './types.js';
 
 /** Everything a session needs to reach one client's data, decided by the platform's record. */
 export interface ClientConnection {
@@ -14,6 +14,8 @@ export interface ClientConnection {
   hostingType: HostingType;
   tier: Tier;
   features: TierFeatures;
+  /** Features this client's own overrides set (for the reasons the session plan gives). */
+  overridden: ReadonlySet<FeatureName>;
   pool: PoolRecord | null;
   db: TenantQuery;
 }
@@ -29,6 +31,20 @@ export interface ConnectionManagerOptions {
   /** Where unknown tiers and bad feature overrides are reported. */
   warn?: (msg: string, fields: Record<string, unknown>) => void;
   fetch?: typeof fetch;
+}
+
+export interface PlatformConnectionOptions
+  extends Partial<
+    Pick<ConnectionManagerOptions, 'tokenTtlSeconds' | 'maxProjects' | 'requestTimeoutMs' | 'warn' | 'fetch'>
+  > {
+  /** The platform project and its service-role key (only the service role reads `clients`). */
+  url: string;
+  serviceRoleKey: string;
+  /** CLIENT_CACHE_TTL_MS. */
+  ttlMs?: number;
+  /** Replaces fetch towards the platform only (tests take the platform down with it). */
+  platformFetch?: typeof fetch;
+  now?: () => number;
 }
 
 /**
@@ -48,6 +64,26 @@ export class ClientConnectionManager {
     this.projects = new LRUCache({ max: opts.maxProjects });
   }
 
+  /**
+   * The directory of one platform project and the connections it leads to: what the worker, the
+   * CLI, the bench and the tests all assemble the same way.
+   */
+  static forPlatform(opts: PlatformConnectionOptions): ClientConnectionManager {
+    const directory = new ClientDirectory({
+      platform: createSupabase(opts.url, opts.serviceRoleKey, { timeoutMs: 5000, fetch: opts.platformFetch }),
+      ttlMs: opts.ttlMs ?? 30_000,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    return new ClientConnectionManager({
+      directory,
+      tokenTtlSeconds: opts.tokenTtlSeconds ?? 300,
+      maxProjects: opts.maxProjects ?? 500,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 10_000,
+      warn: opts.warn,
+      fetch: opts.fetch,
+    });
+  }
+
   /** How many supabase-js clients are alive (cached) now. */
   get liveClients(): number {
     return this.projects.size;
@@ -62,15 +98,14 @@ export class ClientConnectionManager {
     const cached = this.byRecord.get(record);
     if (cached) return cached;
     const warn = this.opts.warn ?? (() => {});
-    const tier: Tier = isTier(record.tier) ? record.tier : 'adventurer';
+    const resolved = resolveFeatures(record, (msg, fields) => warn(msg, { ...fields, client_id: clientId }));
     const connection: ClientConnection = {
       clientId,
       record,
       hostingType: record.hostingType,
-      tier,
-      features: resolveFeatures(record.tier, withSidekickLimit(record), (msg, fields) =>
-        warn(msg, { ...fields, client_id: clientId }),
-      ),
+      tier: resolved.tier,
+      features: resolved.features,
+      overridden: resolved.overridden,
       pool: record.pool,
       db: new TenantQuery(
         record.pool ? this.poolClient(record.pool) : this.projectClient(record),
@@ -115,13 +150,6 @@ export class ClientConnectionManager {
     }
     return client;
   }
-}
-
-/** clients.max_sidekicks is the platform's word on the limit; it overrides the tier's default. */
-function withSidekickLimit(record: ClientRecord): unknown {
-  if (record.maxSidekicks === null) return record.tierFeatures;
-  const overrides = record.tierFeatures && typeof record.tierFeatures === 'object' ? record.tierFeatures : {};
-  return { ...overrides, max_sidekicks: record.maxSidekicks };
 }
 
 /** Replaces the tenant header that TenantQuery sets with that client's bearer token. */

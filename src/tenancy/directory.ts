@@ -1,12 +1,12 @@
 import { LRUCache } from 'lru-cache';
-import { z } from 'zod';
 import {
+  ClientNotFoundError,
   ClientNotReadyError,
   MissingCredentialsError,
   PoolUnavailableError,
   TenancyError,
-  TenantNotFoundError,
 } from './errors.js';
+import { clientRowSchema, columnsOf, poolRowSchema } from './platform-rows.js';
 import type { SupabaseClient } from './supabase.js';
 import type { TenantSigningKey } from './tokens.js';
 import { type HostingType, isUuid } from './types.js';
@@ -18,7 +18,6 @@ export interface PoolRecord {
   url: string;
   anonKey: string;
   signing: TenantSigningKey;
-  isActive: boolean;
 }
 
 /** A client as the platform database records it: the truth about where its data lives. */
@@ -45,37 +44,36 @@ export class DirectoryUnavailableError extends TenancyError {
   }
 }
 
-const POOL_COLUMNS =
-  'id, pool_name, supabase_url, supabase_anon_key, jwt_algorithm, jwt_secret, jwt_private_key, jwt_key_id, is_active';
+/** What the worker reads of a pool: never its service-role key (sessions do not use it). */
+const poolColumns = poolRowSchema.pick({
+  id: true,
+  pool_name: true,
+  supabase_url: true,
+  supabase_anon_key: true,
+  jwt_algorithm: true,
+  jwt_secret: true,
+  jwt_private_key: true,
+  jwt_key_id: true,
+  is_active: true,
+});
+
+const clientRow = clientRowSchema
+  .pick({
+    id: true,
+    name: true,
+    tier: true,
+    hosting_type: true,
+    max_sidekicks: true,
+    tier_features: true,
+    supabase_url: true,
+    supabase_service_role_key: true,
+    provisioning_status: true,
+    migration_status: true,
+  })
+  .extend({ pool: poolColumns.nullable() });
+
 /** One request per lookup: the pool comes embedded through clients.shared_pool_id. */
-const CLIENT_SELECT = `id, name, tier, hosting_type, max_sidekicks, tier_features, supabase_url,
-  supabase_service_role_key, provisioning_status, migration_status, pool:shared_pool_config(${POOL_COLUMNS})`;
-
-const poolRow = z.object({
-  id: z.string(),
-  pool_name: z.string(),
-  supabase_url: z.string(),
-  supabase_anon_key: z.string().nullable(),
-  jwt_algorithm: z.enum(['HS256', 'ES256']),
-  jwt_secret: z.string().nullable(),
-  jwt_private_key: z.record(z.string(), z.unknown()).nullable(),
-  jwt_key_id: z.string().nullable(),
-  is_active: z.boolean().nullable(),
-});
-
-const clientRow = z.object({
-  id: z.string(),
-  name: z.string(),
-  tier: z.string().nullable(),
-  hosting_type: z.enum(['shared', 'dedicated']).nullable(),
-  max_sidekicks: z.number().int().nullable(),
-  tier_features: z.unknown(),
-  supabase_url: z.string().nullable(),
-  supabase_service_role_key: z.string().nullable(),
-  provisioning_status: z.string(),
-  migration_status: z.string(),
-  pool: poolRow.nullable(),
-});
+const CLIENT_SELECT = `${columnsOf(clientRow.omit({ pool: true }))}, pool:shared_pool_config(${columnsOf(poolColumns)})`;
 
 export interface DirectoryOptions {
   /** The platform project, with its service-role key (only the service role can read platform tables). */
@@ -124,7 +122,7 @@ export class ClientDirectory {
   /** The client's platform record, checked to be usable for sessions. */
   async getClient(clientId: string): Promise<ClientRecord> {
     const entry = await this.cache.fetch(clientId);
-    if (!entry) throw new TenantNotFoundError(clientId);
+    if (!entry) throw new ClientNotFoundError(clientId);
     if ('error' in entry) throw entry.error;
     return entry.record;
   }
@@ -137,7 +135,7 @@ export class ClientDirectory {
   /** Only an unreachable platform rejects here: that is the case where a stale row may be served. */
   private async load(clientId: string): Promise<Entry> {
     if (!isUuid(clientId)) {
-      return { error: new TenantNotFoundError(clientId) };
+      return { error: new ClientNotFoundError(clientId) };
     }
     this.lookups++;
     const { data, error } = await this.opts.platform
@@ -148,7 +146,7 @@ export class ClientDirectory {
       .maybeSingle();
     if (error)
       throw new DirectoryUnavailableError(clientId, error.message || String(error.code ?? 'network error'));
-    if (!data) return { error: new TenantNotFoundError(clientId) };
+    if (!data) return { error: new ClientNotFoundError(clientId) };
     const parsed = clientRow.safeParse(data);
     if (!parsed.success) {
       throw new DirectoryUnavailableError(clientId, `unexpected clients row: ${parsed.error.message}`);
@@ -162,17 +160,17 @@ export class ClientDirectory {
   }
 }
 
-type ClientRow = z.infer<typeof clientRow>;
+type DirectoryRow = ReturnType<typeof clientRow.parse>;
 type Entry = { record: ClientRecord } | { error: TenancyError };
 
-function toRecord(row: ClientRow): ClientRecord {
-  const hostingType: HostingType = row.hosting_type ?? 'dedicated';
+function toRecord(row: DirectoryRow): ClientRecord {
+  const hostingType: HostingType = row.hosting_type;
   if (row.migration_status === 'migrating') throw new ClientNotReadyError(row.id, 'migrating');
   if (row.provisioning_status !== 'ready') throw new ClientNotReadyError(row.id, row.provisioning_status);
   const base = {
     id: row.id,
     name: row.name,
-    tier: row.tier ?? 'adventurer',
+    tier: row.tier,
     hostingType,
     maxSidekicks: row.max_sidekicks,
     tierFeatures: row.tier_features ?? {},
@@ -214,7 +212,6 @@ function toRecord(row: ClientRow): ClientRecord {
       url: p.supabase_url,
       anonKey: p.supabase_anon_key,
       signing,
-      isActive: true,
     },
   };
 }

@@ -10,11 +10,12 @@ export abstract class TenancyError extends Error {
   }
 }
 
-export class TenantNotFoundError extends TenancyError {
-  readonly code = 'tenant_not_found';
+/** The platform database has no such client: a wrong id in job metadata or in a command. */
+export class ClientNotFoundError extends TenancyError {
+  readonly code = 'client_not_found';
   constructor(clientId: string) {
     super(
-      `client ${clientId} is not in the platform database (clients table): check the job's client_id`,
+      `client ${clientId} is not in the platform database (clients table): check the client id`,
       clientId,
     );
   }

@@ -1,9 +1,10 @@
 /**
- * What each tier may do: the feature table, a client's overrides (platform `clients.tier_features`)
- * merged over it, and limit checks.
+ * The tier gate's one source of truth: what each tier may do and how much of it, a client's
+ * overrides (platform `clients.tier_features`, `clients.max_sidekicks`) merged over it, and the
+ * facts no override can change because the platform database enforces them.
  */
 
-import { type HostingType, isTier, type Tier } from './types.js';
+import { type HostingType, isTier, TIERS, type Tier } from './types.js';
 
 export const BOOLEAN_FEATURES = [
   'text_chat_enabled',
@@ -22,17 +23,25 @@ export type BooleanFeature = (typeof BOOLEAN_FEATURES)[number];
 export const LIMIT_NAMES = ['max_sidekicks', 'max_documents', 'max_document_size_mb'] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 
+export type FeatureName = BooleanFeature | LimitName;
+
 /** A limit is a non-negative integer, or null for unlimited. */
 export type Limit = number | null;
 
 export type TierFeatures = { readonly [F in BooleanFeature]: boolean } & { readonly [L in LimitName]: Limit };
 
 /** Where each tier's data lives (the platform database's check constraints say the same). */
-export const TIER_HOSTING: Readonly<Record<Tier, HostingType>> = Object.freeze({
+export const TIER_HOSTING = Object.freeze({
   adventurer: 'shared',
   champion: 'dedicated',
   paragon: 'dedicated',
-});
+} as const satisfies Record<Tier, HostingType>);
+
+/** The tiers whose data lives in a dedicated project: what a tier move can go to. */
+export type DedicatedTier = { [T in Tier]: (typeof TIER_HOSTING)[T] extends 'dedicated' ? T : never }[Tier];
+export const DEDICATED_TIERS: readonly DedicatedTier[] = Object.freeze(
+  TIERS.filter((t): t is DedicatedTier => TIER_HOSTING[t] === 'dedicated'),
+);
 
 /** The tier an unknown or missing tier is treated as: the least privileged. */
 export const FALLBACK_TIER: Tier = 'adventurer';
@@ -86,13 +95,22 @@ export const TIER_FEATURES: Readonly<Record<Tier, TierFeatures>> = Object.freeze
 });
 
 /**
- * Limits that overrides cannot change, because the platform database enforces them and the worker
+ * Facts that overrides cannot change, because the platform database enforces them and the worker
  * must not believe otherwise: an adventurer lives in the shared pool with exactly one sidekick
- * (`clients` check constraint on tier = 'adventurer').
+ * (`clients` check constraint on tier = 'adventurer', and the pool's sidekick-limit trigger).
  */
-const FIXED_LIMITS: Readonly<Partial<Record<Tier, Partial<Record<LimitName, Limit>>>>> = Object.freeze({
+const FIXED: Readonly<Partial<Record<Tier, Partial<TierFeatures>>>> = Object.freeze({
   adventurer: Object.freeze({ max_sidekicks: 1 }),
 });
+
+/** What a client may do, and which of it comes from its own overrides rather than its tier. */
+export interface ClientFeatures {
+  /** The tier the features are those of: the stored one, or FALLBACK_TIER when it is unknown. */
+  readonly tier: Tier;
+  readonly features: TierFeatures;
+  /** Features a per-client override set to something other than the tier's default. */
+  readonly overridden: ReadonlySet<FeatureName>;
+}
 
 export type FeatureWarn = (msg: string, fields: Record<string, unknown>) => void;
 
@@ -105,86 +123,73 @@ const isLimit = (value: unknown): value is Limit =>
 const describeType = (value: unknown): string =>
   value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
 
+/** A stored tier as the gate reads it: an unknown one (a typo, a tier from the future) is the least privileged. */
+export function effectiveTier(stored: string | null | undefined, warn: FeatureWarn): Tier {
+  if (isTier(stored)) return stored;
+  warn('unknown tier: using the least-privileged features', { tier: stored, used: FALLBACK_TIER });
+  return FALLBACK_TIER;
+}
+
 /**
- * The features a client has: its tier's defaults with its overrides merged over them.
+ * The features a client has: its tier's defaults, with its overrides merged over them.
  *
- * Decision: an override is the operator's explicit grant, so it applies in either direction
- * (an adventurer may be granted video, a champion may have RAG switched off), except for the
- * limits in FIXED_LIMITS, which the database enforces and which therefore stay.
- * Bad input never fails the session: an unknown key or a value of the wrong type is dropped, an
- * unknown tier gets the least-privileged features, and each such case is reported through `warn`
- * with the key, so the operator can fix the row.
+ * Decision: an override is the operator's explicit grant, so it applies in either direction (an
+ * adventurer may be granted video, a champion may have RAG switched off), except for the FIXED
+ * facts the database enforces. `maxSidekicks` is `clients.max_sidekicks`, the platform's own
+ * column for that limit; when set it wins over `tier_features.max_sidekicks`.
+ * Bad input never fails a session: an unknown key or a value of the wrong type is dropped, and
+ * each such case is reported through `warn` with the key, so the operator can fix the row.
  */
-export function resolveFeatures(tier: string, overrides: unknown, warn: FeatureWarn): TierFeatures {
-  let effectiveTier: Tier = FALLBACK_TIER;
-  if (isTier(tier)) {
-    effectiveTier = tier;
-  } else {
-    warn('unknown tier: using the least-privileged features', { tier, used: FALLBACK_TIER });
-  }
+export function resolveFeatures(
+  client: { tier: string | null | undefined; tierFeatures: unknown; maxSidekicks?: number | null },
+  warn: FeatureWarn,
+): ClientFeatures {
+  const tier = effectiveTier(client.tier, warn);
+  const defaults = TIER_FEATURES[tier];
+  const features: { -readonly [K in FeatureName]: TierFeatures[K] } = { ...defaults };
 
-  const features: { -readonly [K in keyof TierFeatures]: TierFeatures[K] } = {
-    ...TIER_FEATURES[effectiveTier],
-  };
-
+  const overrides = client.tierFeatures;
   if (overrides !== null && overrides !== undefined) {
     if (typeof overrides !== 'object' || Array.isArray(overrides)) {
       warn('tier_features is not a JSON object: ignoring every override', {
-        tier: effectiveTier,
+        tier,
         got: describeType(overrides),
       });
     } else {
       for (const [key, value] of Object.entries(overrides)) {
         if (isBooleanFeature(key)) {
           if (typeof value === 'boolean') features[key] = value;
-          else warnDropped(warn, effectiveTier, key, 'a boolean', value);
+          else warnDropped(warn, tier, key, 'a boolean', value);
         } else if (isLimitName(key)) {
           if (isLimit(value)) features[key] = value;
-          else warnDropped(warn, effectiveTier, key, 'a non-negative integer or null (unlimited)', value);
+          else warnDropped(warn, tier, key, 'a non-negative integer or null (unlimited)', value);
         } else {
-          warn('tier_features override dropped: unknown feature', { tier: effectiveTier, key });
+          warn('tier_features override dropped: unknown feature', { tier, key });
         }
       }
     }
   }
+  if (client.maxSidekicks !== undefined && client.maxSidekicks !== null) {
+    features.max_sidekicks = client.maxSidekicks;
+  }
 
-  const fixed = FIXED_LIMITS[effectiveTier] ?? {};
-  for (const limit of LIMIT_NAMES) {
-    const pinned = fixed[limit];
-    if (pinned !== undefined && features[limit] !== pinned) {
-      warn('tier_features override ignored: this limit is fixed for the tier by the platform database', {
-        tier: effectiveTier,
-        key: limit,
+  for (const [key, pinned] of Object.entries(FIXED[tier] ?? {}) as Array<[FeatureName, boolean | Limit]>) {
+    if (features[key] !== pinned) {
+      warn('tier_features override ignored: this is fixed for the tier by the platform database', {
+        tier,
+        key,
         fixed: pinned,
       });
-      features[limit] = pinned;
+      (features as Record<FeatureName, boolean | Limit>)[key] = pinned;
     }
   }
 
-  return Object.freeze(features);
+  const overridden = new Set(
+    (Object.keys(features) as FeatureName[]).filter((k) => features[k] !== defaults[k]),
+  );
+  return Object.freeze({ tier, features: Object.freeze(features), overridden });
 }
 
 function warnDropped(warn: FeatureWarn, tier: Tier, key: string, expected: string, value: unknown): void {
   warn('tier_features override dropped: wrong type', { tier, key, expected, got: describeType(value) });
-}
-
-export function mayUse(features: TierFeatures, feature: BooleanFeature): boolean {
-  return features[feature] === true;
-}
-
-/** null = unlimited. */
-export function limitOf(features: TierFeatures, limit: LimitName): Limit {
-  return features[limit];
-}
-
-/**
- * Whether `count` is within the limit (count <= limit; unlimited always is). To ask whether one more
- * may be added, pass the count after adding it: `withinLimit(f, 'max_sidekicks', existing + 1)`.
- */
-export function withinLimit(features: TierFeatures, limit: LimitName, count: number): boolean {
-  if (!Number.isFinite(count) || count < 0) {
-    throw new RangeError(`withinLimit(${limit}): count must be a non-negative number, got ${count}`);
-  }
-  const max = features[limit];
-  return max === null || count <= max;
 }

@@ -12,8 +12,6 @@ declare const brand: unique symbol;
 export type Uuid<B extends string> = string & { readonly [brand]: B };
 
 export type ClientId = Uuid<'ClientId'>;
-export type PoolId = Uuid<'PoolId'>;
-export type AgentId = Uuid<'AgentId'>;
 export type ConversationId = Uuid<'ConversationId'>;
 export type UserId = Uuid<'UserId'>;
 
@@ -37,14 +35,6 @@ export function asClientId(value: unknown, field = 'client_id'): ClientId {
   return uuidOf<'ClientId'>(value, field);
 }
 
-export function asPoolId(value: unknown, field = 'pool_id'): PoolId {
-  return uuidOf<'PoolId'>(value, field);
-}
-
-export function asAgentId(value: unknown, field = 'agent_id'): AgentId {
-  return uuidOf<'AgentId'>(value, field);
-}
-
 export function asConversationId(value: unknown, field = 'conversation_id'): ConversationId {
   return uuidOf<'ConversationId'>(value, field);
 }
@@ -62,8 +52,4 @@ export type HostingType = (typeof HOSTING_TYPES)[number];
 
 export function isTier(value: unknown): value is Tier {
   return typeof value === 'string' && (TIERS as readonly string[]).includes(value);
-}
-
-export function isHostingType(value: unknown): value is HostingType {
-  return typeof value === 'string' && (HOSTING_TYPES as readonly string[]).includes(value);
 }

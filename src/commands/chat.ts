@@ -1,0 +1,53 @@
+import type { Command } from 'commander';
+import { runChat } from '../agent/chat.js';
+import { parseJobMetadata } from '../agent/metadata.js';
+import { createRuntime, withEmbeddedPlatform } from '../agent/runtime.js';
+import { loadConfig } from '../config.js';
+import { UsageError } from '../ops/errors.js';
+import type { CommandContext } from './context.js';
+
+/** `sidekick chat`: talk to a sidekick in the terminal through the worker's own session code. */
+export function chatCommand(program: Command, ctx: CommandContext): void {
+  program
+    .command('chat')
+    .description(
+      "talk to a sidekick in the terminal (text) through the worker's own session code; needs no LiveKit. With no platform configured, starts the embedded stack and talks to its first demo sidekick",
+    )
+    .option('--client <id>', 'client id')
+    .option('--agent <slug>', "the sidekick's slug")
+    .option('--user <id>', "the end user's id, for recall of their earlier conversations")
+    .option('--conversation <id>', 'continue this conversation (default: a new one)')
+    .action(async (o: { client?: string; agent?: string; user?: string; conversation?: string }) => {
+      const log = ctx.logger();
+      // A copy: pointing the environment at the embedded stack must not leak into the caller's.
+      const env = { ...ctx.io.env };
+      const config = loadConfig(env);
+      if (!config.openai.apiKey) {
+        throw new UsageError(
+          'chat needs a language model: set OPENAI_API_KEY (and OPENAI_BASE_URL for any OpenAI-compatible server, e.g. http://localhost:11434/v1 with any key)',
+        );
+      }
+      if (config.platform.mode === 'embedded')
+        ctx.err('no PLATFORM_SUPABASE_URL: starting the embedded stack');
+      const embedded = await withEmbeddedPlatform(config, log, env);
+      try {
+        // The demo's sidekick and user stand in for what is not given, on the embedded stack only.
+        const demo = o.client ? undefined : embedded.stack?.demo;
+        const metadata = parseJobMetadata(
+          JSON.stringify({
+            client_id: o.client ?? demo?.adventurers[0]?.clientId,
+            agent_slug: o.agent ?? demo?.adventurers[0]?.agentSlug,
+            user_id: o.user ?? demo?.userId,
+            conversation_id: o.conversation,
+          }),
+        );
+        const stats = await runChat(createRuntime(embedded.config, log), metadata, log, {
+          input: ctx.io.stdin ?? process.stdin,
+          output: ctx.io.stdout,
+        });
+        ctx.err(`${stats.turns} turns; transcript rows written ${stats.written}, dropped ${stats.dropped}`);
+      } finally {
+        await embedded.stack?.stop();
+      }
+    });
+}
