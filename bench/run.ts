@@ -161,7 +161,7 @@ for (const phase of ['cold', 'warm'] as const) {
     const raw = JSON.stringify({ client_id: largeIds[i], agent_slug: 'bench', user_id: BENCH_USER });
     const before = stack.platform.gateway.count;
     const start = performance.now();
-    await planSession(parseJobMetadata(raw), prepManager, log);
+    await planSession(parseJobMetadata(raw), prepManager, log, { claimConversation: false, embedder });
     prep[phase].push(performance.now() - start);
     prep[`${phase}Trips`] += stack.platform.gateway.count - before;
   }

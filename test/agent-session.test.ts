@@ -9,7 +9,10 @@ import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { StillFrame } from '../src/agent/video.js';
 import { type Config, loadConfig } from '../src/config.js';
+import { OpenAIEmbedder } from '../src/context/embeddings.js';
+import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import type { LocalStack } from '../src/stack/stack.js';
+import { captureLogs } from './support/logs.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
 import { startTestStack } from './support/stack.js';
 
@@ -26,7 +29,11 @@ const log = pino({ level: 'silent' });
 
 beforeAll(async () => {
   initializeLogger({ pretty: false, level: 'silent' });
-  [stack, openai] = await Promise.all([startTestStack(), startOpenAIServer()]);
+  openai = await startOpenAIServer();
+  // Seeded with the embedder the worker uses (the model name is what sessions compare).
+  stack = await startTestStack({
+    embedder: new OpenAIEmbedder({ apiKey: 'sk-loopback', baseURL: openai.baseURL }),
+  });
   config = loadConfig({
     PLATFORM_SUPABASE_URL: stack.platform.url,
     PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
@@ -150,7 +157,7 @@ describe('video', () => {
 
 describe('requestFunc decisions', () => {
   const decide = (raw: unknown) =>
-    decideJob(typeof raw === 'string' ? raw : JSON.stringify(raw), runtime.connections, log);
+    decideJob(typeof raw === 'string' ? raw : JSON.stringify(raw), runtime, log);
 
   it('accepts a valid job for a ready client', async () => {
     expect(await decide({ client_id: A().clientId, agent_slug: 'bike-guide' })).toEqual({ accept: true });
@@ -230,7 +237,7 @@ describe('a client database that is down', () => {
       expect(
         await decideJob(
           JSON.stringify({ client_id: C().clientId, agent_slug: 'trip-planner' }),
-          runtime.connections,
+          runtime,
           log,
         ),
       ).toEqual({
@@ -247,6 +254,124 @@ describe('a client database that is down', () => {
     expect(stats.dropped).toBe(0);
     const rows = await transcriptRows(stack.dedicated, prepared.conversationId);
     expect(rows.map((r) => r.content)).toContain('Can I still plan a trip?');
+  });
+});
+
+describe('session start', () => {
+  const decide = (raw: Record<string, unknown>, l = log) => decideJob(JSON.stringify(raw), runtime, l);
+  const OTHER_USER = '0d0d0d0d-0000-4000-8000-0000000000b7';
+
+  it('one platform and one client-database round trip, in a fresh process as production runs it', async () => {
+    const fresh = createRuntime(config, log);
+    for (const p of [stack.platform, stack.pool]) p.gateway.reset();
+    const prepared = await prepareSession(fresh, metadata(A()), log);
+    expect(stack.platform.gateway.count).toBe(1);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/begin_session']);
+    // The instructions carry the user overview read in that same round trip.
+    expect(prepared.agent.instructions).toContain('2019 Trek Domane');
+    await prepared.close();
+  });
+
+  it('a new conversation is created at session start; continuing it later finds it', async () => {
+    const prepared = await prepareSession(runtime, metadata(A()), log);
+    const [row] = await stack.pool.sql.query<{ agent_id: string; user_id: string }>(
+      'SELECT agent_id, user_id FROM conversations WHERE id = $1',
+      [prepared.conversationId],
+    );
+    expect(row).toEqual({ agent_id: A().agentId, user_id: demo().userId });
+    await prepared.close();
+    const again = await prepareSession(
+      runtime,
+      metadata(A(), { conversation_id: prepared.conversationId }),
+      log,
+    );
+    expect(again.conversationId).toBe(prepared.conversationId);
+    await again.close();
+  });
+
+  it.each([
+    [
+      "another client's conversation",
+      () => ({ conversation_id: B().conversationId }),
+      'is not one of this client',
+    ],
+    [
+      "another user's conversation",
+      () => ({ conversation_id: A().conversationId, user_id: OTHER_USER }),
+      'belongs to another user',
+    ],
+  ])('refuses %s before joining, naming conversation_id, and writes nothing', async (_name, extra, why) => {
+    const before = await stack.pool.sql.query('SELECT id FROM conversations');
+    const decision = await decide({
+      client_id: A().clientId,
+      agent_slug: A().agentSlug,
+      user_id: demo().userId,
+      ...extra(),
+    });
+    expect(decision).toMatchObject({ accept: false, code: 'invalid_conversation' });
+    expect((decision as { reason: string }).reason).toContain('conversation_id');
+    expect((decision as { reason: string }).reason).toContain(why);
+    await expect(prepareSession(runtime, metadata(A(), extra()), log)).rejects.toThrow(/conversation_id/);
+    expect(await stack.pool.sql.query('SELECT id FROM conversations')).toEqual(before);
+  });
+
+  it("refuses a dedicated client's conversation of another of its sidekicks", async () => {
+    const [other] = await stack.dedicated.sql.query<{ id: string }>(
+      `INSERT INTO agents (name, slug) VALUES ('Second', 'second-planner') RETURNING id`,
+    );
+    const [conv] = await stack.dedicated.sql.query<{ id: string }>(
+      'INSERT INTO conversations (agent_id, user_id) VALUES ($1, $2) RETURNING id',
+      [other!.id, demo().userId],
+    );
+    expect(
+      await decide({
+        client_id: C().clientId,
+        agent_slug: C().agentSlug,
+        user_id: demo().userId,
+        conversation_id: conv!.id,
+      }),
+    ).toMatchObject({ accept: false, code: 'invalid_conversation' });
+  });
+
+  it('documents embedded with another model than the worker uses: retrieval is off for the session, said loudly', async () => {
+    const other = createRuntime(config, log, {
+      embedder: Object.assign(new HashingEmbedder({ dimensions: 1024 }), { model: 'text-embedding-3-large' }),
+    });
+    const { log: captured, records } = captureLogs();
+    const prepared = await prepareSession(other, metadata(A()), captured);
+    expect(prepared.plan.rag).toEqual({
+      enabled: false,
+      reason:
+        "2 of the sidekick's documents were embedded with text-embedding-3-small (1024 dimensions), but this worker embeds queries with text-embedding-3-large (1024 dimensions)",
+    });
+    const said = records().find((r) => String(r.msg).includes('docs reembed'));
+    expect(said?.level).toBe(50);
+    expect(String(said?.msg)).toContain(`sidekick docs reembed --client ${A().clientId} --agent bike-guide`);
+    await prepared.close();
+  });
+
+  it('a dedicated project without begin_session (an older schema) still starts sessions, and says so once', async () => {
+    const signature = 'begin_session(text, integer, uuid, uuid, boolean)';
+    const [{ def }] = (await stack.dedicated.sql.query<{ def: string }>(
+      `SELECT pg_get_functiondef('${signature}'::regprocedure) AS def`,
+    )) as [{ def: string }];
+    await stack.dedicated.sql.exec(`DROP FUNCTION ${signature}`);
+    await stack.dedicated.postgrest.reloadSchema();
+    try {
+      const { log: captured, records } = captureLogs();
+      const fresh = createRuntime(config, captured);
+      const prepared = await prepareSession(fresh, metadata(C()), captured);
+      expect(prepared.degraded).toBe(false);
+      expect(prepared.plan.sidekick.slug).toBe('trip-planner');
+      expect(prepared.agent.instructions).toContain('aisle seat');
+      expect(records().some((r) => String(r.msg).includes('no begin_session function'))).toBe(true);
+      await talk(prepared, 'Which flights may I book in business class?');
+      expect((await prepared.close()).dropped).toBe(0);
+      expect((await transcriptRows(stack.dedicated, prepared.conversationId)).length).toBe(3);
+    } finally {
+      await stack.dedicated.sql.exec(`${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`);
+      await stack.dedicated.postgrest.reloadSchema();
+    }
   });
 });
 

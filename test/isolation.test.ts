@@ -601,6 +601,36 @@ const RPCS: RpcSpec[] = [
     normalize: (data) => data,
     empty: {},
   },
+  {
+    // Read-only here (no claim): the sidekick, the overview and the conversation's standing.
+    name: 'begin_session',
+    args: (clientId, c) => ({
+      p_client_id: clientId,
+      p_agent_slug: c.agentSlug,
+      p_max_sidekicks: 1,
+      p_user_id: userId,
+      p_conversation_id: c.conversationId,
+      p_claim_conversation: false,
+    }),
+    async expected(c) {
+      const [row] = await stack.pool.sql.query<{ sections: unknown }>(
+        'SELECT sections FROM user_overviews WHERE client_id = $1 AND user_id = $2 AND agent_id = $3',
+        [c.id, userId, c.agentId],
+      );
+      return { sidekick: c.agentId, overview: row!.sections, conversation: 'continued' };
+    },
+    normalize: (data) => {
+      const d = data as {
+        sidekick: { id: string } | null;
+        overview?: unknown;
+        conversation?: { status: string };
+      };
+      return d?.sidekick
+        ? { sidekick: d.sidekick.id, overview: d.overview, conversation: d.conversation?.status }
+        : null;
+    },
+    empty: null,
+  },
 ];
 
 interface RpcProbe {

@@ -423,6 +423,15 @@ describe('the sidekick CLI', () => {
       const unknown = await cli(['chat', '--client', a.clientId, '--agent', 'no-such-sidekick'], env);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toMatch(/no-such-sidekick/);
+      // Another client's conversation: refused before a turn is spoken, naming the option's field.
+      const b = stack.demo!.adventurers[1]!;
+      const foreign = await cli(
+        ['chat', '--client', a.clientId, '--agent', a.agentSlug, '--conversation', b.conversationId],
+        env,
+        'Hello?\n',
+      );
+      expect(foreign.code).toBe(2);
+      expect(foreign.stderr).toMatch(/conversation_id .* is not one of this client's conversations/);
     } finally {
       await openai.close();
     }

@@ -18,6 +18,7 @@ function sidekick(over: Partial<SidekickRow> = {}): SidekickRow {
     voice_chat_enabled: true,
     text_chat_enabled: true,
     video_chat_enabled: true,
+    tools_config: {},
     ...over,
   };
 }

@@ -293,6 +293,37 @@ describe.each(TARGETS)('TranscriptStore for $name', ({ client, home, elsewhere }
   });
 });
 
+describe("a conversation id that is not this sidekick's (found only after a degraded start)", () => {
+  it("another client's conversation id: the turns go to a new conversation of this client, none dropped", async () => {
+    const [a, b] = stack.demo!.adventurers as [DemoClient, DemoClient];
+    const { log, records } = capture();
+    const m = manager();
+    const store = new TranscriptStore({
+      resolveDb: async () => (await m.forClient(asClientId(a.clientId))).db,
+      embedder,
+      conversation: { id: b.conversationId, agentId: a.agentId, userId },
+      log,
+      batchSize: 50,
+      maxBuffered: 5000,
+      graceMs: 10_000,
+      retry: { minMs: 20, maxMs: 200 },
+    });
+    const before = await countsByTurn(stack.pool, b.conversationId);
+    for (const t of turns(3, 'foreign')) store.add(t);
+    const stats = await store.close();
+    expect(stats).toMatchObject({ written: 3, dropped: 0 });
+    expect(store.conversationId).not.toBe(b.conversationId);
+    expect((await rowsOf(stack.pool, store.conversationId)).map((r) => r.content)).toHaveLength(3);
+    expect(await conversationRow(stack.pool, store.conversationId)).toMatchObject({
+      client_id: a.clientId,
+      agent_id: a.agentId,
+    });
+    // B's conversation is untouched.
+    expect(await countsByTurn(stack.pool, b.conversationId)).toEqual(before);
+    expect(records().some((r) => r.new_conversation_id === store.conversationId)).toBe(true);
+  });
+});
+
 describe('TranscriptStore in the shared pool: the write fence and the buffer limit', () => {
   const acme = () => stack.demo!.adventurers[0]!;
 

@@ -45,3 +45,18 @@ export class NoChannelAllowedError extends SessionRefusedError {
     super(`sidekick "${agentSlug}" of client ${clientId} may use neither voice nor text: ${reasons}`);
   }
 }
+
+/** The job names a conversation that this client's sidekick may not continue for this user. */
+export class InvalidConversationError extends SessionRefusedError {
+  readonly code = 'invalid_conversation';
+  constructor(conversationId: string, why: 'other_sidekick' | 'other_user' | 'taken') {
+    const what = {
+      other_sidekick: "belongs to another of the client's sidekicks",
+      other_user: 'belongs to another user',
+      taken: "is not one of this client's conversations",
+    }[why];
+    super(
+      `conversation_id ${conversationId} ${what}: send the id of a conversation of this sidekick and user, or omit conversation_id to start a new one`,
+    );
+  }
+}

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
         new URL(`./entrypoint.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
       ),
       agentName: config.agentName,
-      requestFunc: requestHandler(runtime.connections, log, config.agentName),
+      requestFunc: requestHandler(runtime, log, config.agentName),
       wsURL: config.livekit.url,
       apiKey: config.livekit.apiKey,
       apiSecret: config.livekit.apiSecret,

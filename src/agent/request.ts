@@ -1,9 +1,9 @@
 import type { JobRequest } from '@livekit/agents';
 import type { Logger } from 'pino';
-import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { TenancyError } from '../tenancy/errors.js';
 import { SessionRefusedError } from './errors.js';
 import { parseJobMetadata } from './metadata.js';
+import type { WorkerRuntime } from './runtime.js';
 import { planSession } from './session-plan.js';
 
 export type JobDecision = { accept: true } | { accept: false; code: string; reason: string };
@@ -17,11 +17,14 @@ export type JobDecision = { accept: true } | { accept: false; code: string; reas
  */
 export async function decideJob(
   metadataJson: string | undefined,
-  connections: ClientConnectionManager,
+  runtime: Pick<WorkerRuntime, 'connections' | 'embedder'>,
   log: Logger,
 ): Promise<JobDecision> {
   try {
-    await planSession(parseJobMetadata(metadataJson), connections, log);
+    await planSession(parseJobMetadata(metadataJson), runtime.connections, log, {
+      claimConversation: false,
+      embedder: runtime.embedder,
+    });
     return { accept: true };
   } catch (err) {
     // Without the platform's record nobody knows where the data lives: refuse, the dispatcher retries.
@@ -33,10 +36,14 @@ export async function decideJob(
 }
 
 /** LiveKit's requestFunc: accept or reject, with the reason logged. */
-export function requestHandler(connections: ClientConnectionManager, log: Logger, agentName: string) {
+export function requestHandler(
+  runtime: Pick<WorkerRuntime, 'connections' | 'embedder'>,
+  log: Logger,
+  agentName: string,
+) {
   return async (req: JobRequest): Promise<void> => {
     const jobLog = log.child({ job_id: req.job.id });
-    const decision = await decideJob(req.job.metadata, connections, jobLog);
+    const decision = await decideJob(req.job.metadata, runtime, jobLog);
     if (decision.accept) {
       await req.accept(agentName);
       return;

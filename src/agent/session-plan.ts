@@ -1,11 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Embedder } from '../context/embeddings.js';
+import type { UserOverview } from '../context/user-overview.js';
 import type { ClientConnection, ClientConnectionManager } from '../tenancy/connections.js';
-import { findSidekick, SIDEKICK_COLUMNS, type SidekickRow } from '../tenancy/sidekicks.js';
+import { readSessionStart, type SessionStart } from '../tenancy/session-start.js';
+import type { SidekickRow } from '../tenancy/sidekicks.js';
 import type { FeatureName, TierFeatures } from '../tenancy/tiers.js';
 import type { Tier } from '../tenancy/types.js';
 import {
+  InvalidConversationError,
   NoChannelAllowedError,
-  SessionRefusedError,
   SidekickLimitError,
   SidekickNotFoundError,
 } from './errors.js';
@@ -104,34 +108,6 @@ export function decideSession(input: {
   };
 }
 
-/**
- * Reads the sidekick and applies the client's sidekick limit: a sidekick beyond `max_sidekicks`
- * (after a downgrade, say) is refused, the oldest ones stay usable. One database request when the
- * sidekick is allowed; a second only to explain a refusal.
- */
-export async function loadSidekick(conn: ClientConnection, agentSlug: string): Promise<SidekickRow> {
-  const max = conn.features.max_sidekicks;
-  if (max === null) {
-    const found = await findSidekick(conn.db, { slug: agentSlug });
-    if (!found) throw new SidekickNotFoundError(conn.clientId, agentSlug);
-    return found;
-  }
-  const { data, error } = await conn.db
-    .from('agents')
-    .select(SIDEKICK_COLUMNS)
-    .order('created_at', { ascending: true })
-    .order('id', { ascending: true })
-    .limit(max);
-  if (error) throw new Error(`reading sidekicks: ${error.message}`);
-  const found = (data as unknown as SidekickRow[]).find((a) => a.slug === agentSlug);
-  if (found) return found;
-  // A database that cannot answer is not a reason to call the sidekick unknown (findSidekick throws).
-  if (await findSidekick(conn.db, { slug: agentSlug })) {
-    throw new SidekickLimitError(conn.clientId, agentSlug, max);
-  }
-  throw new SidekickNotFoundError(conn.clientId, agentSlug);
-}
-
 export interface PlannedSession {
   plan: SessionPlan;
   connection: ClientConnection;
@@ -140,19 +116,37 @@ export interface PlannedSession {
    * (its own prompt and greeting are in the unreachable database), and the session talks anyway.
    */
   degraded: boolean;
+  /** The conversation the session writes to: the one to continue, or a new id. */
+  conversationId: string;
+  /** Its row exists already (continued, or created at session start): the transcript store need not. */
+  conversationClaimed: boolean;
+  /** What is known about the user, read once per session (empty without a user_id). */
+  overview: UserOverview;
 }
+
+export interface PlanOptions {
+  /** The job creates a new conversation's row at once; requestFunc only checks. */
+  claimConversation: boolean;
+  /** What this worker embeds queries with: documents embedded with another model cannot be found. */
+  embedder: Pick<Embedder, 'model' | 'dimensions'>;
+}
+
+/** Warned once per process: a dedicated project without begin_session works, in more round trips. */
+let legacyWarned = false;
 
 /**
  * The one way a session is planned, for requestFunc and for the job: metadata + the platform's
- * record → what the session may do. The metadata's hosting hint decides nothing (a difference is
- * logged). Refusals (unknown client or sidekick, a client not ready, a sidekick beyond the limit,
- * no channel allowed) throw; a client database that cannot answer gives a degraded plan instead,
- * which requestFunc accepts and the job starts with.
+ * record + the client's database (one round trip, begin_session) → what the session may do. The
+ * metadata's hosting hint decides nothing (a difference is logged). Refusals (unknown client or
+ * sidekick, a client not ready, a sidekick beyond the limit, a conversation that is not this
+ * sidekick's and user's, no channel allowed) throw; a client database that cannot answer gives a
+ * degraded plan instead, which requestFunc accepts and the job starts with.
  */
 export async function planSession(
   metadata: JobMetadata,
   connections: ClientConnectionManager,
   log: Logger,
+  opts: PlanOptions,
 ): Promise<PlannedSession> {
   const connection = await connections.forClient(metadata.clientId);
   if (metadata.hostingTypeHint && metadata.hostingTypeHint !== connection.hostingType) {
@@ -167,18 +161,53 @@ export async function planSession(
       'credential-like fields in job metadata were ignored (secrets never travel in metadata)',
     );
   }
-  let sidekick: PlannedSidekick;
-  let degraded = false;
+  const conversationId = metadata.conversationId ?? (opts.claimConversation ? randomUUID() : undefined);
+  let start: SessionStart | undefined;
   try {
-    sidekick = await loadSidekick(connection, metadata.agentSlug);
+    start = await readSessionStart(
+      connection.db,
+      {
+        agentSlug: metadata.agentSlug,
+        maxSidekicks: connection.features.max_sidekicks,
+        userId: metadata.userId,
+        conversationId,
+        claimConversation: opts.claimConversation,
+      },
+      () => {
+        if (legacyWarned) return;
+        legacyWarned = true;
+        log.warn(
+          'this dedicated project has no begin_session function: sessions start in several round trips; apply migrations/dedicated to it',
+        );
+      },
+    );
   } catch (err) {
-    if (err instanceof SessionRefusedError) throw err;
-    degraded = true;
     log.error(
       { reason: (err as Error).message },
       "the client's database did not answer at session start; the sidekick talks in degraded mode",
     );
-    sidekick = {
+  }
+  if (start && !start.sidekick) {
+    if (start.beyondLimit) {
+      throw new SidekickLimitError(
+        connection.clientId,
+        metadata.agentSlug,
+        connection.features.max_sidekicks ?? 0,
+      );
+    }
+    throw new SidekickNotFoundError(connection.clientId, metadata.agentSlug);
+  }
+  const status = start?.conversation.status;
+  if (status === 'other_sidekick' || status === 'other_user' || status === 'taken') {
+    throw new InvalidConversationError(conversationId!, status);
+  }
+  const plan = decideSession({
+    clientId: connection.clientId,
+    tier: connection.tier,
+    features: connection.features,
+    overridden: connection.overridden,
+    // Degraded: its own prompt and greeting are in the unreachable database; a plain one talks meanwhile.
+    sidekick: start?.sidekick ?? {
       id: null,
       name: metadata.agentSlug,
       slug: metadata.agentSlug,
@@ -188,14 +217,50 @@ export async function planSession(
       voice_chat_enabled: true,
       text_chat_enabled: true,
       video_chat_enabled: false,
-    };
-  }
-  const plan = decideSession({
-    clientId: connection.clientId,
-    tier: connection.tier,
-    features: connection.features,
-    overridden: connection.overridden,
-    sidekick,
+      tools_config: null,
+    },
   });
-  return { plan, connection, degraded };
+  const mismatch = start ? embeddingMismatch(start.embeddingModels, opts.embedder) : undefined;
+  if (mismatch && plan.rag.enabled) {
+    log.error(
+      { documents: mismatch.documents, stored: mismatch.stored, worker: mismatch.worker },
+      `${mismatch.reason}: run \`sidekick docs reembed --client ${connection.clientId} --agent ${metadata.agentSlug}\`, or configure the worker's embedder (EMBEDDING_*) to match`,
+    );
+    if (mismatch.all) plan.rag = { enabled: false, reason: mismatch.reason };
+  }
+  return {
+    plan,
+    connection,
+    degraded: !start,
+    conversationId: conversationId ?? randomUUID(),
+    conversationClaimed: start?.conversation.claimed ?? false,
+    overview: start?.overview ?? {},
+  };
+}
+
+/**
+ * Documents embedded with a model (or size) other than the worker's: their vectors and the query's
+ * live in different spaces, so retrieval would silently find nothing. Documents of unknown model
+ * (loaded by other tools) are not counted. `all`: none of the sidekick's documents can be found.
+ */
+export function embeddingMismatch(
+  stored: SessionStart['embeddingModels'],
+  worker: Pick<Embedder, 'model' | 'dimensions'>,
+): { reason: string; documents: number; all: boolean; stored: string[]; worker: string } | undefined {
+  const describe = (m: string, d: number | null) => `${m}${d ? ` (${d} dimensions)` : ''}`;
+  const known = stored.filter((s) => s.model !== null);
+  const other = known.filter(
+    (s) => s.model !== worker.model || (s.dimensions !== null && s.dimensions !== worker.dimensions),
+  );
+  if (!other.length) return undefined;
+  const documents = other.reduce((n, s) => n + s.documents, 0);
+  const models = other.map((s) => describe(s.model!, s.dimensions));
+  const all = other.length === known.length && known.length === stored.length;
+  return {
+    reason: `${documents} of the sidekick's documents were embedded with ${models.join(', ')}, but this worker embeds queries with ${describe(worker.model, worker.dimensions)}`,
+    documents,
+    all,
+    stored: models,
+    worker: describe(worker.model, worker.dimensions),
+  };
 }

@@ -1,9 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { voice } from '@livekit/agents';
 import type { Logger } from 'pino';
 import { ContextManager } from '../context/context-manager.js';
 import { TranscriptStore } from '../context/transcripts.js';
-import { readUserOverview } from '../context/user-overview.js';
 import type { ClientConnection } from '../tenancy/connections.js';
 import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
@@ -15,7 +13,8 @@ import type { FrameSource } from './video.js';
 export interface PreparedSession {
   plan: SessionPlan;
   connection: ClientConnection;
-  conversationId: string;
+  /** The conversation the turns are written to. */
+  readonly conversationId: string;
   agent: Sidekick;
   transcripts: TranscriptStore;
   /** True when the client's database could not be read: the sidekick talks on what was cached. */
@@ -40,7 +39,12 @@ export async function prepareSession(
   opts: { video?: FrameSource } = {},
 ): Promise<PreparedSession> {
   const { config, connections } = runtime;
-  const { plan, connection, degraded } = await planSession(metadata, connections, log);
+  const { plan, connection, degraded, conversationId, conversationClaimed, overview } = await planSession(
+    metadata,
+    connections,
+    log,
+    { claimConversation: true, embedder: runtime.embedder },
+  );
   log.info(
     {
       tier: plan.tier,
@@ -55,7 +59,6 @@ export async function prepareSession(
     'session planned',
   );
 
-  const conversationId = metadata.conversationId ?? randomUUID();
   // Asked every turn: if the client's tier move switches databases mid-session, lookups follow.
   const resolveDb = async () => (await connections.forClient(metadata.clientId)).db;
   const context = new ContextManager({
@@ -70,16 +73,6 @@ export async function prepareSession(
     budgets: { lookupMs: config.context.budgetMs, maxChars: config.context.maxChars },
     log,
   });
-  // Once per session: the overview does not change while it runs.
-  const overview =
-    metadata.userId && plan.sidekick.id
-      ? await readUserOverview(
-          connection.db,
-          { userId: metadata.userId, sidekickId: plan.sidekick.id },
-          config.context.budgetMs * 2,
-          log,
-        )
-      : {};
   const transcripts = new TranscriptStore({
     resolveDb,
     // A refusal may mean the client moved (tier upgrade): look it up afresh before the next try.
@@ -87,6 +80,7 @@ export async function prepareSession(
     embedder: runtime.embedder,
     conversation: {
       id: conversationId,
+      created: conversationClaimed,
       // A degraded session does not know its sidekick's id yet: the store looks it up by slug.
       agentId: plan.sidekick.id ?? undefined,
       agentSlug: plan.sidekick.slug,
@@ -110,7 +104,10 @@ export async function prepareSession(
   return {
     plan,
     connection,
-    conversationId,
+    // The store's: a foreign id found only after a degraded start is replaced there.
+    get conversationId() {
+      return transcripts.conversationId;
+    },
     agent,
     transcripts,
     degraded,

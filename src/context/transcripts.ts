@@ -26,8 +26,17 @@ export interface TranscriptStoreOptions {
   /** Called when a write was refused or failed, e.g. to drop a cached platform record. */
   onWriteFailure?: (err: Error) => void;
   embedder: Embedder;
-  /** `agentId` may be unknown (a session started while the database was down): found by slug. */
-  conversation: { id: string; agentId?: string | undefined; agentSlug?: string; userId: string | null };
+  /**
+   * `agentId` may be unknown (a session started while the database was down): found by slug.
+   * `created`: the conversation row exists already (session start claimed it).
+   */
+  conversation: {
+    id: string;
+    created?: boolean;
+    agentId?: string | undefined;
+    agentSlug?: string;
+    userId: string | null;
+  };
   log: Logger;
   batchSize: number;
   /** Turns held in memory at most; beyond it the oldest are dropped (and counted). */
@@ -75,7 +84,8 @@ function writeError(what: string, res: { error: { message: string; code?: string
  */
 export class TranscriptStore {
   private readonly queue: PendingRow[] = [];
-  private conversationCreated = false;
+  private conversationCreated: boolean;
+  private conversation: string;
   private agentId: string | undefined;
   /** Turns keep their spoken order even when two arrive within one millisecond. */
   private lastCreatedMs = 0;
@@ -86,6 +96,8 @@ export class TranscriptStore {
 
   constructor(private readonly opts: TranscriptStoreOptions) {
     this.agentId = opts.conversation.agentId;
+    this.conversation = opts.conversation.id;
+    this.conversationCreated = opts.conversation.created ?? false;
     if (!this.agentId && !opts.conversation.agentSlug) {
       throw new Error('TranscriptStore needs the conversation agentId or agentSlug');
     }
@@ -133,7 +145,7 @@ export class TranscriptStore {
     if (this.queue.length) {
       this.stats.dropped += this.queue.length;
       this.opts.log.error(
-        { dropped: this.queue.length, conversation_id: this.opts.conversation.id },
+        { dropped: this.queue.length, conversation_id: this.conversation },
         'transcript turns could not be written within the grace period; dropped',
       );
       this.queue.length = 0;
@@ -221,20 +233,11 @@ export class TranscriptStore {
     const db = await this.opts.resolveDb();
     const { conversation } = this.opts;
     const agentId = this.agentId ?? (await this.findAgent(db));
-    if (!this.conversationCreated) {
-      const res = await db
-        .from('conversations')
-        .upsert(
-          { id: conversation.id, agent_id: agentId, user_id: conversation.userId },
-          { onConflict: 'id', ignoreDuplicates: true },
-        );
-      if (res.error) throw writeError('creating the conversation', res);
-      this.conversationCreated = true;
-    }
+    if (!this.conversationCreated) await this.createConversation(db, agentId);
     await this.embed(batch);
     const rows = batch.map(({ embedding, ...row }) => ({
       ...row,
-      conversation_id: conversation.id,
+      conversation_id: this.conversation,
       agent_id: agentId,
       user_id: conversation.userId,
       embeddings: embedding ? vectorLiteral(embedding) : null,
@@ -244,6 +247,46 @@ export class TranscriptStore {
       .upsert(rows, { onConflict: 'id', ignoreDuplicates: true });
     if (res.error) throw writeError(`writing ${rows.length} transcript turns`, res);
     return rows.length;
+  }
+
+  /**
+   * Creates the conversation row, or finds it is this sidekick's and user's already. Session start
+   * checks that, except when the database was down then: an id that turns out to be another
+   * client's, sidekick's or user's gets a new conversation instead, so no turn is lost to it.
+   */
+  private async createConversation(db: TenantQuery, agentId: string): Promise<void> {
+    const { userId } = this.opts.conversation;
+    const res = await db
+      .from('conversations')
+      .upsert(
+        { id: this.conversation, agent_id: agentId, user_id: userId },
+        { onConflict: 'id', ignoreDuplicates: true },
+      )
+      .select('id');
+    if (res.error) throw writeError('creating the conversation', res);
+    if (!res.data?.length) {
+      const found = await db
+        .from('conversations')
+        .select('agent_id, user_id')
+        .eq('id', this.conversation)
+        .maybeSingle();
+      if (found.error) throw writeError('reading the conversation', found);
+      if (!found.data || found.data.agent_id !== agentId || (found.data.user_id ?? null) !== userId) {
+        const fresh = randomUUID();
+        this.opts.log.warn(
+          { conversation_id: this.conversation, new_conversation_id: fresh },
+          "the conversation to continue is not this sidekick's and user's; its turns go to a new conversation",
+        );
+        this.conversation = fresh;
+        return this.createConversation(db, agentId);
+      }
+    }
+    this.conversationCreated = true;
+  }
+
+  /** Where the turns go: the session's conversation (or the new one that replaced a foreign id). */
+  get conversationId(): string {
+    return this.conversation;
   }
 
   private async findAgent(db: TenantQuery): Promise<string> {

@@ -210,6 +210,7 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
           chunk_size: splitOpts.chunkSize,
           chunk_overlap: splitOpts.chunkOverlap,
           embedding_model: deps.embedder.model,
+          embedding_dimensions: deps.embedder.dimensions,
           ...(p.pages !== undefined ? { pages: p.pages } : {}),
         },
       }),

@@ -187,6 +187,8 @@ async function seedClientData(db: Seeder, spec: DemoSpec, embedder: Embedder): P
       content: doc.paragraphs.join('\n\n'),
       source_type: 'manual',
       status: 'ready',
+      // What the chunks are embedded with: sessions compare it with the worker's embedder.
+      metadata: { embedding_model: embedder.model, embedding_dimensions: embedder.dimensions },
     });
     await insert(db, 'agent_documents', { agent_id: c.agentId, document_id: documentId });
     const vectors = await embedder.embed(doc.paragraphs);

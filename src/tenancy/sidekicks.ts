@@ -12,10 +12,12 @@ export interface SidekickRow {
   voice_chat_enabled: boolean | null;
   text_chat_enabled: boolean | null;
   video_chat_enabled: boolean | null;
+  /** The sidekick's tools (HTTP actions, MCP servers), as stored; validated where they are used. */
+  tools_config: unknown;
 }
 
 export const SIDEKICK_COLUMNS =
-  'id, name, slug, system_prompt, greeting, voice_settings, voice_chat_enabled, text_chat_enabled, video_chat_enabled';
+  'id, name, slug, system_prompt, greeting, voice_settings, voice_chat_enabled, text_chat_enabled, video_chat_enabled, tools_config';
 
 /** The client's database did not answer a sidekick lookup (as opposed to: there is no such sidekick). */
 export class SidekickLookupError extends Error {
