@@ -192,8 +192,11 @@ function stepIndex(step: UpgradeStep | null): number {
   return step === null ? -1 : UPGRADE_STEPS.indexOf(step);
 }
 
-/** Everything a run of the steps shares; defaults are resolved once, in openMove. */
-interface Move {
+type MoveDeps = OpsBase &
+  Pick<UpgradeDeps, 'platform' | 'pools' | 'directory'> & { provisioner?: DedicatedProvisioner };
+
+/** The dependencies and options of a run, every default filled in: resolved once, at the entry point. */
+interface Settings {
   readonly platform: PlatformAdmin;
   readonly pools: PoolAdmins;
   readonly provisioner: DedicatedProvisioner | undefined;
@@ -204,10 +207,35 @@ interface Move {
   readonly pageSize: number;
   readonly fenceSettleMs: number;
   readonly writeConcurrency: number;
-  /** clean_up holds (cleanup_pending) instead of deleting the pool's rows. */
-  readonly keepSource: boolean;
   readonly onProgress: UpgradeOptions['onProgress'];
   readonly hooks: NonNullable<UpgradeOptions['hooks']>;
+}
+
+function settings(
+  deps: MoveDeps,
+  opts: Pick<UpgradeOptions, 'pageSize' | 'fenceSettleMs' | 'writeConcurrency' | 'onProgress' | 'hooks'>,
+  defaultPageSize = 500,
+): Settings {
+  return {
+    platform: deps.platform,
+    pools: deps.pools,
+    provisioner: deps.provisioner,
+    directory: deps.directory,
+    log: deps.log,
+    clock: deps.clock ?? systemClock,
+    retry: deps.retry ?? DEFAULT_RETRY,
+    pageSize: checkPageSize(opts.pageSize ?? defaultPageSize),
+    fenceSettleMs: opts.fenceSettleMs ?? 2000,
+    writeConcurrency: Math.max(1, opts.writeConcurrency ?? 2),
+    onProgress: opts.onProgress,
+    hooks: opts.hooks ?? {},
+  };
+}
+
+/** One run of the steps on one client. */
+interface Move extends Settings {
+  /** clean_up holds (cleanup_pending) instead of deleting the pool's rows. */
+  readonly keepSource: boolean;
   row: ClientRow;
   readonly state: MigrationState;
   /** What this run's copy, verify and clean_up did (for the result). */
@@ -217,29 +245,11 @@ interface Move {
   target: SupabaseClient | null;
 }
 
-type MoveDeps = OpsBase &
-  Pick<UpgradeDeps, 'platform' | 'pools' | 'directory'> & { provisioner?: DedicatedProvisioner };
-
-function openMove(
-  deps: MoveDeps,
-  row: ClientRow,
-  state: MigrationState,
-  opts: Omit<UpgradeOptions, 'clientId' | 'tier'> & { keepSource: boolean; pageSize: number },
-): Move {
+function openMove(s: Settings, row: ClientRow, state: MigrationState, keepSource: boolean): Move {
   return {
-    platform: deps.platform,
-    pools: deps.pools,
-    provisioner: deps.provisioner,
-    directory: deps.directory,
-    log: deps.log.child({ client_id: row.id, op: 'upgrade' }),
-    clock: deps.clock ?? systemClock,
-    retry: deps.retry ?? DEFAULT_RETRY,
-    pageSize: checkPageSize(opts.pageSize),
-    fenceSettleMs: opts.fenceSettleMs ?? 2000,
-    writeConcurrency: Math.max(1, opts.writeConcurrency ?? 2),
-    keepSource: opts.keepSource,
-    onProgress: opts.onProgress,
-    hooks: opts.hooks ?? {},
+    ...s,
+    log: s.log.child({ client_id: row.id, op: 'upgrade' }),
+    keepSource,
     row,
     state,
     copy: null,
@@ -296,7 +306,6 @@ async function ensureTarget(m: Move): Promise<undefined> {
   );
   m.row = ensured.client;
   await assertEmpty(targetOf(m), ensured.project.ref, m.retry);
-  return undefined;
 }
 
 /**
@@ -310,7 +319,6 @@ async function fence(m: Move): Promise<undefined> {
   }
   await setFence(m, sourcePoolId(m), m.row.id, 'fenced');
   await m.clock.sleep(m.fenceSettleMs);
-  return undefined;
 }
 
 /** Every table, keyset-paged, from the copy cursors on (see copyTables); the cursors are saved per page. */
@@ -337,14 +345,12 @@ async function copy(m: Move): Promise<undefined> {
       }
     },
   });
-  return undefined;
 }
 
 /** Counts and checksums on both sides; rows a write racing the fence left behind are copied again. */
 async function verify(m: Move): Promise<undefined> {
   m.verification = await verifyTables(await copyEnds(m), m.log);
   m.state.verification = Object.fromEntries(m.verification);
-  return undefined;
 }
 
 /**
@@ -373,7 +379,6 @@ async function switchRecord(m: Move): Promise<StepEnd> {
 async function markMoved(m: Move): Promise<undefined> {
   await setFence(m, sourcePoolId(m), m.row.id, 'moved');
   m.directory?.invalidate(m.row.id);
-  return undefined;
 }
 
 /**
@@ -499,8 +504,8 @@ async function copyEnds(m: Move): Promise<CopyEnds> {
  */
 export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Promise<UpgradeResult> {
   const t0 = performance.now();
-  const pageSize = checkPageSize(opts.pageSize ?? 500);
-  const row = await deps.platform.getClient(opts.clientId);
+  const run = settings(deps, opts);
+  const row = await run.platform.getClient(opts.clientId);
   const resumed = row.migration_status !== 'none';
 
   if (row.hosting_type === 'dedicated' && row.migration_status !== 'switched') {
@@ -518,12 +523,12 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
     }
   }
   let state: MigrationState;
-  if (row.migration_status === 'none') {
+  if (!resumed) {
     if (!row.shared_pool_id) throw new UsageError(`client ${row.id} has no shared pool`);
     state = stateSchema.parse({
       target_tier: opts.tier ?? 'champion',
       source_pool_id: row.shared_pool_id,
-      started_at: (deps.clock ?? systemClock).now().toISOString(),
+      started_at: run.clock.now().toISOString(),
     });
   } else {
     state = readMigrationState(row.migration_state);
@@ -535,8 +540,8 @@ export async function upgradeClient(deps: UpgradeDeps, opts: UpgradeOptions): Pr
   }
   if (opts.keepSource !== undefined) state.keep_source = opts.keepSource;
 
-  const move = openMove(deps, row, state, { ...opts, pageSize, keepSource: state.keep_source });
-  if (row.migration_status === 'none') await save(move);
+  const move = openMove(run, row, state, state.keep_source);
+  if (!resumed) await save(move);
   const end = await runSteps(move);
   return upgradeResult(move.row, end === 'held' ? 'cleanup_pending' : 'upgraded', {
     t0,
@@ -595,8 +600,8 @@ export async function abortUpgrade(
   deps: Pick<UpgradeDeps, 'platform' | 'pools' | 'log' | 'clock' | 'retry'>,
   opts: { clientId: string },
 ): Promise<AbortResult> {
-  const clock = deps.clock ?? systemClock;
-  const row = await deps.platform.getClient(opts.clientId);
+  const run = settings(deps, {});
+  const row = await run.platform.getClient(opts.clientId);
   // A move under way, or one refused before it began that still names its target project.
   const abortable =
     row.hosting_type === 'shared' &&
@@ -609,22 +614,20 @@ export async function abortUpgrade(
   }
   const state = readMigrationState(row.migration_state);
   const poolId = state.source_pool_id ?? row.shared_pool_id;
-  if (poolId) {
-    await setFence({ pools: deps.pools, clock, retry: deps.retry ?? DEFAULT_RETRY }, poolId, row.id, 'open');
-  }
+  if (poolId) await setFence(run, poolId, row.id, 'open');
   const abandonedProject = row.supabase_project_ref
     ? { ref: row.supabase_project_ref, url: row.supabase_url }
     : null;
-  await deps.platform.updateClient(row.id, {
+  await run.platform.updateClient(row.id, {
     migration_status: 'none',
     migration_started_at: null,
-    migration_state: { aborted_at: clock.now().toISOString(), abandoned_project: abandonedProject },
+    migration_state: { aborted_at: run.clock.now().toISOString(), abandoned_project: abandonedProject },
     supabase_project_ref: null,
     supabase_url: null,
     supabase_anon_key: null,
     supabase_service_role_key: null,
   });
-  deps.log.warn({ client_id: row.id, abandoned_project: abandonedProject?.ref }, 'upgrade aborted');
+  run.log.warn({ client_id: row.id, abandoned_project: abandonedProject?.ref }, 'upgrade aborted');
   // Once fenced, the copy may have begun.
   return { clientId: row.id, abandonedProject, partialCopy: stepIndex(state.step) >= stepIndex('fence') };
 }
@@ -642,7 +645,8 @@ export async function cleanupClient(
   deps: Pick<UpgradeDeps, 'platform' | 'pools' | 'log' | 'clock' | 'retry'>,
   opts: { clientId: string; pageSize?: number },
 ): Promise<CleanupResult> {
-  const row = await deps.platform.getClient(opts.clientId);
+  const run = settings(deps, opts, MAX_PAGE_SIZE);
+  const row = await run.platform.getClient(opts.clientId);
   if (row.hosting_type !== 'dedicated' || !['switched', 'cleanup_pending'].includes(row.migration_status)) {
     throw new UsageError(
       `client ${row.id} has nothing to clean up (hosting ${row.hosting_type}, migration_status ${row.migration_status}): cleanup follows a completed upgrade`,
@@ -656,7 +660,7 @@ export async function cleanupClient(
       `client ${row.id}: its upgrade stopped before the vector indexes were rebuilt; run \`sidekick clients upgrade --client ${row.id}\` first`,
     );
   }
-  const move = openMove(deps, row, state, { pageSize: opts.pageSize ?? MAX_PAGE_SIZE, keepSource: false });
+  const move = openMove(run, row, state, false);
   await runSteps(move);
   return { clientId: row.id, deleted: move.deleted };
 }
