@@ -13,8 +13,11 @@ import { provisionClient } from '../src/ops/provision.js';
 import {
   abortUpgrade,
   cleanupClient,
+  readMigrationState,
+  UPGRADE_STEPS,
   type UpgradeDeps,
   type UpgradePhase,
+  type UpgradeStep,
   upgradeClient,
 } from '../src/ops/upgrade.js';
 import type { SqlExecutor } from '../src/stack/sql.js';
@@ -501,5 +504,151 @@ describe('upgrading an adventurer to champion', () => {
     expect(cleaned.deleted.conversation_transcripts).toBe(6);
     expect(await poolLeftovers(clientId)).toBe(0);
     expect((await platform.getClient(clientId)).migration_status).toBe('none');
+  });
+});
+
+describe('the upgrade steps and their cursor', () => {
+  it('a clean run does each step once, in order, and records the last as its cursor', async () => {
+    const { client } = await provisionClient(deps, { name: 'Steps Co', tier: 'adventurer' });
+    const agentId = randomUUID();
+    await stack.pool.sql.query(`INSERT INTO agents (id, client_id, name, slug) VALUES ($1, $2, 'S', 's')`, [
+      agentId,
+      client.id,
+    ]);
+    await seedBulk(client.id, agentId, 10);
+    const steps: UpgradeStep[] = [];
+    const result = await upgradeClient(deps, {
+      clientId: client.id,
+      fenceSettleMs: 0,
+      hooks: { onStep: (s) => void steps.push(s) },
+    });
+    expect(result).toMatchObject({ outcome: 'upgraded', resumed: false });
+    expect(steps).toEqual([
+      'ensure_target',
+      'fence',
+      'copy',
+      'verify',
+      'switch',
+      'mark_moved',
+      'rebuild_indexes',
+      'clean_up',
+    ]);
+    expect(steps).toEqual(UPGRADE_STEPS);
+    expect((await platform.getClient(client.id)).migration_state).toMatchObject({
+      step: 'clean_up',
+      phase: 'cleaned',
+    });
+  });
+
+  it('a resume starts at the step after the cursor, also from a row the earlier format (booleans and phase) wrote', async () => {
+    const { client } = await provisionClient(deps, { name: 'Resume Co', tier: 'adventurer' });
+    const agentId = randomUUID();
+    await stack.pool.sql.query(`INSERT INTO agents (id, client_id, name, slug) VALUES ($1, $2, 'R', 'r')`, [
+      agentId,
+      client.id,
+    ]);
+    await seedBulk(client.id, agentId, 250);
+    const before = await sourceSnapshot(client.id);
+    const opts = { clientId: client.id, pageSize: 100, fenceSettleMs: 0 };
+    const noRetry = { ...deps, retry: { retries: 0, minMs: 0, maxMs: 0 } };
+
+    // Run 1 stops inside the copy (agents, documents, one page of chunks written).
+    await expect(upgradeClient(noRetry, { ...opts, hooks: { failAfterPages: 3 } })).rejects.toBeInstanceOf(
+      InjectedFailure,
+    );
+    let row = await platform.getClient(client.id);
+    const written = row.migration_state as Record<string, unknown>;
+    expect(written).toMatchObject({ step: 'fence', indexes_dropped: true, copied: { document_chunks: 100 } });
+
+    // The same progress as the code before the cursor recorded it.
+    const { step: _, phase: __, ...rest } = written;
+    await platform.updateClient(client.id, {
+      migration_state: {
+        ...rest,
+        phase: 'fenced',
+        target_ready: true,
+        copy_started: true,
+        index_build_started: false,
+      },
+    });
+
+    // Run 2 continues with the copy and stops right after the switch.
+    const run2: UpgradeStep[] = [];
+    await expect(
+      upgradeClient(noRetry, {
+        ...opts,
+        hooks: {
+          onStep: (s) => void run2.push(s),
+          onPhase: (p) => {
+            if (p === 'switched') throw new InjectedFailure('crash after the switch');
+          },
+        },
+      }),
+    ).rejects.toBeInstanceOf(InjectedFailure);
+    expect(run2).toEqual(['copy', 'verify', 'switch', 'mark_moved']);
+    row = await platform.getClient(client.id);
+    expect(row).toMatchObject({ migration_status: 'switched', hosting_type: 'dedicated' });
+    expect(row.migration_state).toMatchObject({ step: 'mark_moved', copied: { document_chunks: 250 } });
+    expect(row.migration_state).not.toHaveProperty('copy_started');
+
+    // Run 3 does what is left.
+    const run3: UpgradeStep[] = [];
+    const result = await upgradeClient(noRetry, { ...opts, hooks: { onStep: (s) => void run3.push(s) } });
+    expect(run3).toEqual(['rebuild_indexes', 'clean_up']);
+    expect(result).toMatchObject({ outcome: 'upgraded', resumed: true, tier: 'champion', rowsCopied: 0 });
+    expect(await targetSnapshot(result.project!.ref)).toEqual(before);
+    expect(await poolLeftovers(client.id)).toBe(0);
+    const indexes = await provisioner
+      .project(result.project!.ref)
+      .sql.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE indexname LIKE '%hnsw'`);
+    expect(indexes).toHaveLength(2);
+  });
+
+  it('reads the earlier migration_state format as the cursor it implies', () => {
+    const step = (state: Record<string, unknown> | null) => readMigrationState(state).step;
+    expect(step(null)).toBeNull();
+    expect(step({})).toBeNull();
+    expect(step({ aborted_at: '2026-01-01T00:00:00Z', abandoned_project: null })).toBeNull();
+    expect(step({ target_ready: false, copy_started: false })).toBeNull();
+    expect(step({ target_ready: true, phase: 'target_ready' })).toBe('ensure_target');
+    expect(step({ target_ready: true })).toBe('ensure_target');
+    expect(step({ target_ready: true, copy_started: true, phase: 'fenced' })).toBe('fence');
+    expect(step({ target_ready: true, copy_started: true, phase: 'target_ready' })).toBe('fence');
+    expect(step({ target_ready: true, copy_started: true, phase: 'copied' })).toBe('copy');
+    expect(step({ target_ready: true, copy_started: true, phase: 'verified' })).toBe('verify');
+    expect(step({ copy_started: true, phase: 'switched', index_build_started: true })).toBe('switch');
+    expect(step({ copy_started: true, phase: 'cleaned' })).toBe('clean_up');
+    // The current format: the cursor is the truth, `phase` only its label.
+    expect(step({ step: 'copy', phase: 'cleaned' })).toBe('copy');
+    expect(step({ step: null, copy_started: true })).toBeNull();
+
+    const legacy = readMigrationState({
+      kind: 'tier_upgrade',
+      target_tier: 'paragon',
+      phase: 'fenced',
+      source_pool_id: 'pool-1',
+      target_ready: true,
+      copy_started: true,
+      indexes_dropped: true,
+      index_build_started: false,
+      keep_source: true,
+      cursors: { agents: 'a1', documents: 'd9' },
+      copied: { agents: 1, documents: 9 },
+      done_tables: ['agents'],
+    });
+    expect(legacy).toMatchObject({
+      step: 'fence',
+      target_tier: 'paragon',
+      source_pool_id: 'pool-1',
+      indexes_dropped: true,
+      keep_source: true,
+      cursors: { agents: 'a1', documents: 'd9' },
+      copied: { agents: 1, documents: 9 },
+      done_tables: ['agents'],
+    });
+    for (const gone of ['target_ready', 'copy_started', 'index_build_started']) {
+      expect(legacy).not.toHaveProperty(gone);
+    }
+    expect(() => readMigrationState({ step: 'teleport' })).toThrow();
   });
 });

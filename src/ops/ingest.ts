@@ -9,7 +9,7 @@ import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, type ClientId } from '../tenancy/types.js';
 import type { OpsBase } from './context.js';
 import { LimitError, must, OpsError, UsageError } from './errors.js';
-import { MAX_PAGE_SIZE } from './tables.js';
+import { MAX_PAGE_SIZE, rows } from './tables.js';
 
 export interface IngestDeps extends OpsBase {
   /** ClientConnectionManager (or anything that resolves a client's connection the same way). */
@@ -293,23 +293,21 @@ type Filter = ReturnType<ReturnType<TenantQuery['from']>['select']>;
 
 /**
  * All rows of a tenant table in id order, a page (the API's row cap) at a time, through the tenant's
- * own connection (tables.ts pages with the service role, for tier moves).
+ * own connection, with the keyset pager that tier moves use too. One attempt per page, like every
+ * other request of ingestion.
  */
-async function* keyset(
+function keyset(
   db: TenantQuery,
   table: 'documents' | 'agent_documents',
   columns: string,
   filter: (b: Filter) => Filter = (b) => b,
 ): AsyncGenerator<Record<string, unknown>> {
-  let last: string | null = null;
-  for (;;) {
-    let b = filter(db.from(table).select(columns)).order('id').limit(MAX_PAGE_SIZE);
-    if (last) b = b.gt('id', last);
-    const page = must(`listing ${table}`, await b) ?? [];
-    for (const row of page) yield row;
-    if (page.length < MAX_PAGE_SIZE) return;
-    last = String(page.at(-1)!.id);
-  }
+  return rows({
+    what: `listing ${table}`,
+    select: () => filter(db.from(table).select(columns)),
+    pageSize: MAX_PAGE_SIZE,
+    retry: { retries: 0, minMs: 0, maxMs: 0 },
+  });
 }
 
 /** For documents loaded by other means (no chunk count in their metadata). */

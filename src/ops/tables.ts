@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { SupabaseClient } from '../tenancy/supabase.js';
 import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
-import { DEFAULT_RETRY, type RetryPolicy, request } from './context.js';
+import { type ApiResult, DEFAULT_RETRY, type RetryPolicy, request } from './context.js';
 import { UsageError } from './errors.js';
 
 export type Row = Record<string, unknown>;
@@ -24,7 +23,27 @@ export function checkPageSize(pageSize: number): number {
   return pageSize;
 }
 
-export interface PageQuery {
+/** What the pager needs of a select: supabase-js's filter builder, from a service-role client or a TenantQuery. */
+export interface KeysetSelect extends PromiseLike<ApiResult<Row[]>> {
+  order(column: 'id'): this;
+  limit(count: number): this;
+  gt(column: 'id', value: string): this;
+  retry(enabled: boolean): this;
+}
+
+/** Rows to walk in id order. */
+export interface Keyset {
+  /** For errors, e.g. "reading documents of client …". */
+  what: string;
+  /** A new select of those rows (columns and filters set), made once per page. */
+  select: () => KeysetSelect;
+  /** At most MAX_PAGE_SIZE. */
+  pageSize: number;
+  retry?: RetryPolicy | undefined;
+}
+
+/** A table read with the service role (tier moves); in the shared pool, only one client's rows. */
+export function tableKeyset(q: {
   db: SupabaseClient;
   table: TenantTable;
   /** Set in the shared pool: only this client's rows. */
@@ -32,32 +51,36 @@ export interface PageQuery {
   columns?: string;
   pageSize: number;
   retry?: RetryPolicy | undefined;
+}): Keyset {
+  return {
+    what: `reading ${q.table}${q.clientId ? ` of client ${q.clientId}` : ''}`,
+    select: () => {
+      const b = q.db.from(q.table).select<string, Row>(q.columns ?? '*');
+      return q.clientId ? b.eq('client_id', q.clientId) : b;
+    },
+    pageSize: q.pageSize,
+    retry: q.retry,
+  };
 }
 
 /**
  * One page in id order after `after` (keyset pagination: `id > last ORDER BY id LIMIT n`). Unlike
  * OFFSET, it neither skips nor repeats rows when earlier pages change, and costs the same at any depth.
  */
-export async function readPage(q: PageQuery, after: string | null): Promise<Row[]> {
+export async function readPage(q: Keyset, after: string | null): Promise<Row[]> {
   const { data } = await request<Row[]>(
-    `reading ${q.table}${q.clientId ? ` of client ${q.clientId}` : ''}`,
+    q.what,
     () => {
-      let b = q.db
-        .from(q.table)
-        .select<string, Row>(q.columns ?? '*')
-        .order('id')
-        .limit(q.pageSize);
-      if (q.clientId) b = b.eq('client_id', q.clientId);
-      if (after) b = b.gt('id', after);
-      return b.retry(false);
+      const b = q.select().order('id').limit(q.pageSize);
+      return (after ? b.gt('id', after) : b).retry(false);
     },
     q.retry ?? DEFAULT_RETRY,
   );
-  return data;
+  return data ?? [];
 }
 
 /** Pages in id order from `after` on; the next page is requested while the caller works on this one. */
-export async function* pages(q: PageQuery, after: string | null = null): AsyncGenerator<Row[]> {
+export async function* pages(q: Keyset, after: string | null = null): AsyncGenerator<Row[]> {
   let next = readPage(q, after);
   for (;;) {
     const page = await next;
@@ -71,14 +94,8 @@ export async function* pages(q: PageQuery, after: string | null = null): AsyncGe
 }
 
 /** Rows in id order (see pages). */
-export async function* rows(q: PageQuery): AsyncGenerator<Row> {
+export async function* rows(q: Keyset): AsyncGenerator<Row> {
   for await (const page of pages(q)) yield* page;
-}
-
-/** A row as the other kind of database stores it: without the pool's client_id column. */
-export function withoutClientId(row: Row): Row {
-  const { client_id: _, ...rest } = row;
-  return rest;
 }
 
 /** Number of the client's rows (HEAD request with count=exact). */
@@ -98,46 +115,4 @@ export async function countRows(
     retry ?? DEFAULT_RETRY,
   );
   return count ?? 0;
-}
-
-const TIMESTAMP = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d(?::?\d\d)?)$/;
-
-/**
- * A timestamp as one instant in UTC with its full (microsecond) precision, so two servers that
- * print timestamptz in different time zones still hash the same value the same way.
- */
-export function normalizeTimestamp(value: string): string {
-  const m = TIMESTAMP.exec(value);
-  if (!m) return value;
-  const offset =
-    m[3] === 'Z' ? 'Z' : m[3]!.length === 3 ? `${m[3]}:00` : m[3]!.replace(/^([+-]\d\d)(\d\d)$/, '$1:$2');
-  const ms = Date.parse(`${m[1]}${offset}`);
-  if (Number.isNaN(ms)) return value;
-  const fraction = (m[2] ?? '').replace(/0+$/, '').replace(/^\.$/, '');
-  return `${new Date(ms).toISOString().slice(0, 19)}${fraction}Z`;
-}
-
-/** JSON with object keys sorted at every depth: equal values, equal text. */
-function canonical(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  return `{${Object.keys(obj)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonical(obj[k])}`)
-    .join(',')}}`;
-}
-
-/**
- * The content hash of a row as the dedicated schema holds it: every column but client_id, timestamps
- * normalized, embeddings as the exact text pgvector printed. Computed the same way on both sides.
- */
-export function rowDigest(row: Row, ignore: readonly string[] = []): Buffer {
-  const normalized: Row = {};
-  for (const [k, v] of Object.entries(row)) {
-    if (k === 'client_id' || ignore.includes(k)) continue;
-    normalized[k] =
-      typeof v === 'string' && (k.endsWith('_at') || k === 'created_at') ? normalizeTimestamp(v) : v;
-  }
-  return createHash('sha256').update(canonical(normalized)).digest();
 }
