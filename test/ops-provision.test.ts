@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../src/commands/exit-codes.js';
-import type { RetryPolicy } from '../src/ops/context.js';
+import type { RetryPolicy } from '../src/ops/requests.js';
 import { NoPoolCapacityError, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';

@@ -4,7 +4,7 @@ import { parseJobMetadata } from '../agent/metadata.js';
 import { createRuntime, withEmbeddedPlatform } from '../agent/runtime.js';
 import { loadConfig } from '../config.js';
 import { UsageError } from '../ops/errors.js';
-import type { CommandContext } from './context.js';
+import type { CommandContext } from './shared.js';
 
 /** `sidekick chat`: talk to a sidekick in the terminal through the worker's own session code. */
 export function chatCommand(program: Command, ctx: CommandContext): void {

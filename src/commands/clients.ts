@@ -7,7 +7,7 @@ import { type ClientDescription, describeClient } from '../ops/show.js';
 import { abortUpgrade, cleanupClient, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
 import { DEDICATED_TIERS, type DedicatedTier } from '../tenancy/tiers.js';
 import { TIERS, type Tier } from '../tenancy/types.js';
-import { type CommandContext, oneOf, parseCount, parseJsonObject } from './context.js';
+import { type CommandContext, oneOf, parseCount, parseJsonObject } from './shared.js';
 
 /** `sidekick clients ...`: register, inspect and move clients. */
 export function clientCommands(program: Command, ctx: CommandContext): void {

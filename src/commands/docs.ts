@@ -5,7 +5,7 @@ import {
   ingestDocuments,
   listDocuments,
 } from '../ops/ingest.js';
-import { type CommandContext, parseCount } from './context.js';
+import { type CommandContext, parseCount } from './shared.js';
 
 /** `sidekick docs ...`: load and list a sidekick's documents. */
 export function docsCommands(program: Command, ctx: CommandContext): void {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './context.js';
+import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './requests.js';
 import { OpsError } from './errors.js';
 import type { DedicatedProvisioner, ProjectHandle, ProjectKeys } from './provisioner.js';
 

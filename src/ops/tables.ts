@@ -1,6 +1,6 @@
 import type { SupabaseClient } from '../tenancy/supabase.js';
 import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
-import { type ApiResult, DEFAULT_RETRY, type RetryPolicy, request } from './context.js';
+import { type ApiResult, DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
 import { UsageError } from './errors.js';
 
 export type Row = Record<string, unknown>;

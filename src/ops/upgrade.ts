@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
 import type { TenantTable } from '../tenancy/tenant-query.js';
+import { DEDICATED_TIERS, type DedicatedTier, TIER_FEATURES } from '../tenancy/tiers.js';
 import {
   type Clock,
   DEFAULT_RETRY,
@@ -9,7 +10,7 @@ import {
   type RetryPolicy,
   request,
   systemClock,
-} from './context.js';
+} from './requests.js';
 import {
   assertEmpty,
   type CopyEnds,
@@ -27,7 +28,8 @@ import { checkPageSize, DELETE_ORDER, MAX_PAGE_SIZE, readPage, tableKeyset } fro
 
 export type { CopyProgress } from './copy.js';
 
-export type UpgradeTier = 'champion' | 'paragon';
+/** What an adventurer can move to: the tiers that live in a dedicated project. */
+export type UpgradeTier = DedicatedTier;
 
 /** Milestones of an upgrade, in order, as the onPhase hook (and the CLI's progress) reports them. */
 export type UpgradePhase =
@@ -138,7 +140,7 @@ export interface UpgradeResult {
 
 const stateSchema = z.object({
   kind: z.literal('tier_upgrade').default('tier_upgrade'),
-  target_tier: z.enum(['champion', 'paragon']).default('champion'),
+  target_tier: z.enum(DEDICATED_TIERS).default('champion'),
   source_pool_id: z.string().optional(),
   keep_source: z.boolean().default(false),
   /** The cursor: the last step done (null: none yet). */
@@ -364,7 +366,7 @@ async function switchRecord(m: Move): Promise<StepEnd> {
     patch: {
       tier: m.state.target_tier,
       hosting_type: 'dedicated',
-      max_sidekicks: null,
+      max_sidekicks: TIER_FEATURES[m.state.target_tier].max_sidekicks,
       shared_pool_id: null,
       migration_status: 'switched',
     },
