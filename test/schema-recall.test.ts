@@ -7,7 +7,7 @@
  * Real server only. On PGlite (WebAssembly, one thread) each insert into a 1024-dimension HNSW
  * index costs 30-55 ms: measured on this 2-core machine, 3,000 rows took 131 s and 5,000 rows 275 s,
  * so 20,000 would take 10-18 minutes. The pool's retrieval, which is exact, is tested on both in
- * schema.test.ts.
+ * sql-pool.test.ts.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
