@@ -150,7 +150,11 @@ describe('shared pool: schema', () => {
     const definers = await db.sql.query<{ proname: string; proconfig: string[] }>(
       `SELECT proname, proconfig FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef`,
     );
-    expect(definers).toEqual([{ proname: 'enforce_sidekick_limit', proconfig: ['search_path=""'] }]);
+    // The sidekick limit must count rows a tenant cannot see; conversation_id_taken answers one bit.
+    expect(definers.sort((x, y) => x.proname.localeCompare(y.proname))).toEqual([
+      { proname: 'conversation_id_taken', proconfig: ['search_path=""'] },
+      { proname: 'enforce_sidekick_limit', proconfig: ['search_path=""'] },
+    ]);
     const pub = await db.sql.query(
       `SELECT tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'`,
     );
@@ -509,6 +513,129 @@ describe('shared pool: the sidekick limit', () => {
       }
     },
   );
+});
+
+describe('shared pool: begin_session, the session start in one round trip', () => {
+  interface Begun {
+    sidekick: { id: string } | null;
+    beyond_limit: boolean;
+    overview?: unknown;
+    conversation?: { status: string; claimed: boolean };
+    embedding_models?: unknown;
+  }
+  const begin = async (
+    actor: Actor,
+    clientId: string,
+    args: Record<string, unknown> = {},
+  ): Promise<Begun> => {
+    const [row] = await db.one<{ r: Begun }>(
+      actor,
+      `SELECT begin_session(p_client_id => $1, p_agent_slug => $2, p_max_sidekicks => $3, p_user_id => $4,
+                            p_conversation_id => $5, p_claim_conversation => $6) AS r`,
+      [
+        clientId,
+        args.slug ?? 'guide',
+        args.max ?? null,
+        args.user ?? null,
+        args.conversation ?? null,
+        args.claim ?? false,
+      ],
+    );
+    return row!.r;
+  };
+
+  it("gives a tenant its own sidekick, overview and conversation, and refuses another client's id", async () => {
+    const r = await begin(tenant(A.client), A.client, {
+      user: A.user,
+      conversation: A.conversation,
+    });
+    expect(r.sidekick?.id).toBe(A.agent);
+    expect(r.overview).toEqual({ name: A.client });
+    expect(r.conversation).toEqual({ status: 'continued', claimed: true });
+    expect((await failure(begin(tenant(A.client), B.client))).code).toBe('42501');
+    expect((await failure(begin(ANON, A.client))).code).toBe('42501');
+  });
+
+  it("says 'taken' for another client's conversation id and writes nothing; answers only that bit", async () => {
+    const r = await begin(tenant(A.client), A.client, {
+      user: B.user,
+      conversation: B.conversation,
+      claim: true,
+    });
+    expect(r.conversation).toEqual({ status: 'taken', claimed: false });
+    expect(r.overview).toEqual({});
+    const [{ n }] = (await db.sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM conversations WHERE id = $1',
+      [B.conversation],
+    )) as [{ n: number }];
+    expect(n).toBe(1);
+    // The helper itself: a tenant may ask about its own client only.
+    expect(
+      (
+        await failure(
+          db.one(tenant(A.client), 'SELECT conversation_id_taken($1, $2)', [B.client, A.conversation]),
+        )
+      ).code,
+    ).toBe('42501');
+  });
+
+  it('claims a new conversation for the job (not for requestFunc), and not while the client is fenced', async () => {
+    const fresh = randomUUID();
+    const look = await begin(tenant(A.client), A.client, {
+      user: A.user,
+      conversation: fresh,
+    });
+    expect(look.conversation).toEqual({ status: 'new', claimed: false });
+    expect(await db.sql.query('SELECT 1 FROM conversations WHERE id = $1', [fresh])).toEqual([]);
+    const claimed = await begin(tenant(A.client), A.client, {
+      user: A.user,
+      conversation: fresh,
+      claim: true,
+    });
+    expect(claimed.conversation).toEqual({ status: 'new', claimed: true });
+    expect(
+      await db.sql.query('SELECT client_id, agent_id, user_id FROM conversations WHERE id = $1', [fresh]),
+    ).toEqual([{ client_id: A.client, agent_id: A.agent, user_id: A.user }]);
+
+    const fenced = randomUUID();
+    await db.sql.query(`UPDATE pool_clients SET write_fence = 'fenced' WHERE client_id = $1`, [A.client]);
+    try {
+      const r = await begin(tenant(A.client), A.client, {
+        user: A.user,
+        conversation: fenced,
+        claim: true,
+      });
+      // The session still starts (its sidekick is there); the transcript store creates it later.
+      expect(r.sidekick?.id).toBe(A.agent);
+      expect(r.conversation).toEqual({ status: 'new', claimed: false });
+      expect(await db.sql.query('SELECT 1 FROM conversations WHERE id = $1', [fenced])).toEqual([]);
+    } finally {
+      await db.sql.query(`UPDATE pool_clients SET write_fence = 'open' WHERE client_id = $1`, [A.client]);
+    }
+  });
+
+  it('refuses a sidekick beyond the limit by age (the oldest stay usable), and reports the embedding models', async () => {
+    const later = randomUUID();
+    await db.sql.query(
+      `INSERT INTO agents (id, client_id, name, slug, created_at) VALUES ($1, $2, 'Later', 'later', now() + interval '1 day')`,
+      [later, A.client],
+    );
+    await db.sql.query(
+      `UPDATE documents SET status = 'ready', metadata = '{"embedding_model": "m-1", "embedding_dimensions": "1024"}' WHERE id = $1`,
+      [A.document],
+    );
+    try {
+      const over = await begin(tenant(A.client), A.client, { slug: 'later', max: 1 });
+      expect(over).toEqual({ sidekick: null, beyond_limit: true });
+      const ok = await begin(tenant(A.client), A.client, { slug: 'guide', max: 1 });
+      expect(ok.sidekick?.id).toBe(A.agent);
+      expect(ok.embedding_models).toEqual([{ model: 'm-1', dimensions: 1024, documents: 1 }]);
+      const none = await begin(tenant(A.client), A.client, { slug: 'nobody' });
+      expect(none).toEqual({ sidekick: null, beyond_limit: false });
+    } finally {
+      await db.sql.query('DELETE FROM agents WHERE id = $1', [later]);
+    }
+  });
 });
 
 describe('shared pool: the write fence of a tier move', () => {

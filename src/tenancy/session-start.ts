@@ -107,8 +107,9 @@ export async function readSessionStart(
   if (q.signal) rpc = rpc.abortSignal(q.signal);
   const { data, error } = await rpc;
   if (error) {
-    // PGRST202: PostgREST knows no such function (the project lacks the migration).
-    if (error.code === 'PGRST202' && !db.isShared) {
+    // The project lacks the migration: PostgREST knows no such function (PGRST202), or its schema
+    // cache still names one that Postgres no longer has (42883).
+    if ((error.code === 'PGRST202' || error.code === '42883') && !db.isShared) {
       onLegacySchema?.();
       return readWithoutRpc(db, q);
     }
