@@ -202,24 +202,47 @@ describe('platform: clients and shared pools', () => {
     await insertPool('jwt_secret', `'a-jwt-secret-of-at-least-32-characters'`);
   });
 
-  it('only the service role reads the platform or assigns pools: anon and authenticated get permission denied', async () => {
+  it('only the service role reads the platform or calls its functions: anon and authenticated get permission denied', async () => {
     await addAdventurers(1);
+    // Every table and every callable function of the platform, whatever later migrations add.
+    const tables = (
+      await db.sql.query<{ name: string }>(
+        `SELECT relname AS name FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1`,
+      )
+    ).map((t) => t.name);
+    expect(tables).toEqual(expect.arrayContaining(['clients', 'shared_pool_config', 'work_items']));
+    const functions = await db.sql.query<{ name: string; call: string }>(
+      `SELECT p.proname AS name,
+              format('SELECT %I(%s)', p.proname, (SELECT string_agg('NULL::' || format_type(t, NULL), ', ')
+                                                     FROM unnest(p.proargtypes::oid[]) t)) AS call
+         FROM pg_proc p
+        WHERE p.pronamespace = 'public'::regnamespace AND p.prorettype <> 'trigger'::regtype
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
+    );
+    expect(functions.map((f) => f.name)).toEqual(
+      expect.arrayContaining(['assign_shared_pool', 'claim_work_items', 'finish_work_item']),
+    );
     for (const actor of [ANON, tenant(randomUUID())]) {
-      for (const table of ['clients', 'shared_pool_config']) {
+      for (const table of tables) {
         const e = await failure(db.one(actor, `SELECT * FROM ${table}`));
         expect([e.code, e.message], `${actor.role} on ${table}`).toEqual([
           '42501',
           `permission denied for table ${table}`,
         ]);
       }
-      const e = await failure(db.one(actor, 'SELECT assign_shared_pool($1)', [randomUUID()]));
-      expect([e.code, e.message]).toEqual(['42501', 'permission denied for function assign_shared_pool']);
+      for (const f of functions) {
+        const e = await failure(db.one(actor, f.call));
+        expect([e.code, e.message], `${actor.role} calling ${f.name}`).toEqual([
+          '42501',
+          `permission denied for function ${f.name}`,
+        ]);
+      }
     }
     expect((await db.one(SERVICE, 'SELECT id FROM clients')).length).toBeGreaterThan(0);
     const [rls] = await db.sql.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('clients', 'shared_pool_config') AND relrowsecurity`,
+      `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND NOT relrowsecurity`,
     );
-    expect(rls!.n).toBe(2);
+    expect(rls!.n).toBe(0);
   });
 
   it('updated_at follows updates', async () => {
