@@ -20,7 +20,19 @@ export const BOOLEAN_FEATURES = [
 ] as const;
 export type BooleanFeature = (typeof BOOLEAN_FEATURES)[number];
 
-export const LIMIT_NAMES = ['max_sidekicks', 'max_documents', 'max_document_size_mb'] as const;
+export const LIMIT_NAMES = [
+  'max_sidekicks',
+  'max_documents',
+  'max_document_size_mb',
+  /** HTTP tools (and MCP servers) one sidekick may have. */
+  'max_tools',
+  /** Days transcripts and conversations are kept; the retention sweep deletes older ones. */
+  'transcript_retention_days',
+  /** Sessions of one client at once, across every worker (a lease each in the platform database). */
+  'max_concurrent_sessions',
+  /** Session minutes per calendar month (UTC), from the usage ledger. */
+  'max_session_minutes',
+] as const;
 export type LimitName = (typeof LIMIT_NAMES)[number];
 
 export type FeatureName = BooleanFeature | LimitName;
@@ -51,6 +63,10 @@ export const TIER_FEATURES: Readonly<Record<Tier, TierFeatures>> = Object.freeze
     max_sidekicks: 1,
     max_documents: 50,
     max_document_size_mb: 5,
+    max_tools: 2,
+    transcript_retention_days: 30,
+    max_concurrent_sessions: 2,
+    max_session_minutes: 600,
     text_chat_enabled: true,
     rag_enabled: true,
     voice_chat_enabled: true,
@@ -66,6 +82,10 @@ export const TIER_FEATURES: Readonly<Record<Tier, TierFeatures>> = Object.freeze
     max_sidekicks: null,
     max_documents: null,
     max_document_size_mb: 50,
+    max_tools: 20,
+    transcript_retention_days: 365,
+    max_concurrent_sessions: 20,
+    max_session_minutes: 20_000,
     text_chat_enabled: true,
     rag_enabled: true,
     voice_chat_enabled: true,
@@ -81,6 +101,10 @@ export const TIER_FEATURES: Readonly<Record<Tier, TierFeatures>> = Object.freeze
     max_sidekicks: null,
     max_documents: null,
     max_document_size_mb: null,
+    max_tools: null,
+    transcript_retention_days: null,
+    max_concurrent_sessions: null,
+    max_session_minutes: null,
     text_chat_enabled: true,
     rag_enabled: true,
     voice_chat_enabled: true,
