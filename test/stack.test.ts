@@ -137,6 +137,30 @@ describe("the embedded stack's packages", () => {
     expect((err as Error).message).toContain('no-such-file.js');
   });
 
+  it('leave `npm ci` working on linux x64 and arm64: every package it must install runs on both', async () => {
+    // npm checks a required (non-optional) package's os/cpu/libc against the machine and fails the
+    // whole install on a mismatch (EBADPLATFORM); an optional one it skips. `npm ci --cpu=arm64` on
+    // x64 does not show this (it checks required packages against the real machine), so the rule
+    // is checked here, with npm's matching (a list of allowed values; `!x` excludes x).
+    const lock = JSON.parse(await readFile(new URL('../package-lock.json', import.meta.url), 'utf8')) as {
+      packages: Record<
+        string,
+        { os?: string[]; cpu?: string[]; libc?: string[]; optional?: boolean; devOptional?: boolean }
+      >;
+    };
+    const allows = (list: string[] | undefined, value: string) =>
+      !list ||
+      (!list.includes(`!${value}`) && (list.includes(value) || list.every((v) => v.startsWith('!'))));
+    const refused = Object.entries(lock.packages)
+      .filter(([path, p]) => path && !p.optional && !p.devOptional)
+      .flatMap(([path, p]) =>
+        ['x64', 'arm64']
+          .filter((cpu) => !(allows(p.os, 'linux') && allows(p.cpu, cpu) && allows(p.libc, 'glibc')))
+          .map((cpu) => `${path.replace(/^.*node_modules\//, '')} on linux-${cpu}`),
+      );
+    expect(refused).toEqual([]);
+  });
+
   it("are package.json's optional dependencies, and nothing else is (the production image leaves those out)", async () => {
     const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
       dependencies: Record<string, string>;
