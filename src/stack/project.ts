@@ -1,9 +1,9 @@
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { createDatabase } from './databases.js';
 import { Gateway } from './gateway.js';
 import { createProjectKeys, type ProjectKeys } from './keys.js';
+import { stackModule } from './packages.js';
 import { assertPortFree, freePort } from './ports.js';
-import { type PostgrestProcess, startPostgrest } from './postgrest.js';
+import { type PostgrestProcess, postgrestBinary, startPostgrest } from './postgrest.js';
 import { applyMigrations, type DatabaseKind, type SqlExecutor } from './sql.js';
 
 /** One local stand-in for a Supabase project: a database, PostgREST and the API gateway in front. */
@@ -40,6 +40,8 @@ const AUTHENTICATOR = 'authenticator:authenticator-local-only';
 
 export async function startProject(opts: ProjectOptions): Promise<LocalProject> {
   if (opts.port) await assertPortFree(opts.port, `${opts.name} gateway`);
+  // Where the binary is missing (npm has it for linux-x64 only), say so before building databases.
+  await postgrestBinary();
   const db = await createDatabase({ serverUrl: opts.serverUrl, label: opts.name });
   const cleanups: Array<() => Promise<void>> = [() => db.drop()];
   const stopAll = async () => {
@@ -52,6 +54,7 @@ export async function startProject(opts: ProjectOptions): Promise<LocalProject> 
 
     let dbUri: string;
     if (db.pglite) {
+      const { PGLiteSocketServer } = await stackModule('@electric-sql/pglite-socket');
       const socket = new PGLiteSocketServer({ db: db.pglite, port: 0, host: '127.0.0.1', maxConnections: 8 });
       await socket.start();
       cleanups.push(() => socket.stop());

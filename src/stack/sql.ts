@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { PGlite } from '@electric-sql/pglite';
 import pRetry, { AbortError } from 'p-retry';
-import pg from 'pg';
+import type { Pool } from 'pg';
 
 /**
  * Direct superuser SQL access to one database of the local stack: PGlite in-process, or a real
@@ -48,10 +48,9 @@ export class PgliteExecutor implements SqlExecutor {
   }
 }
 
+/** Over a pg Pool (created by the caller, which loads the optional `pg` package: see packages.ts). */
 export class PgExecutor implements SqlExecutor {
-  private readonly pool: pg.Pool;
-  constructor(connectionString: string, max = 4) {
-    this.pool = new pg.Pool({ connectionString, max });
+  constructor(private readonly pool: Pool) {
     // An idle connection the server ends (DROP DATABASE ... WITH (FORCE), a restart) must not
     // crash the process; the next query opens a new one.
     this.pool.on('error', () => {});
