@@ -2,6 +2,7 @@ import { CommanderError } from 'commander';
 import { InvalidJobMetadataError, SessionRefusedError, SidekickLimitError } from '../agent/errors.js';
 import { ConfigError } from '../config.js';
 import { LimitError, UsageError } from '../ops/errors.js';
+import { EmbeddedStackMissingError } from '../stack/packages.js';
 import { ClientNotFoundError } from '../tenancy/errors.js';
 
 /**
@@ -24,7 +25,9 @@ export function exitCodeFor(err: unknown): ExitCode {
     err instanceof ConfigError ||
     err instanceof InvalidJobMetadataError ||
     err instanceof ClientNotFoundError ||
-    err instanceof SessionRefusedError
+    err instanceof SessionRefusedError ||
+    // Configure a platform (PLATFORM_SUPABASE_URL) or install the embedded stack's package.
+    err instanceof EmbeddedStackMissingError
   ) {
     return EXIT.usage;
   }
