@@ -315,6 +315,36 @@ describe('agents: a dedicated client', () => {
   });
 });
 
+describe("agents: another client's sidekick", () => {
+  it('is no such sidekick to show, update or delete, even by its id; it stays as it is', async () => {
+    const bloom = stack.demo!.adventurers[1]!;
+    const champion = stack.demo!.champion;
+    for (const args of [
+      ['agents', 'show', '--client', champion.clientId, '--agent', bloom.agentId],
+      ['agents', 'update', '--client', champion.clientId, '--agent', bloom.agentId, '--name', 'Mine now'],
+      ['agents', 'delete', '--client', champion.clientId, '--agent', bloom.agentId, '--yes'],
+      [
+        'agents',
+        'delete',
+        '--client',
+        stack.demo!.adventurers[0]!.clientId,
+        '--agent',
+        bloom.agentSlug,
+        '--yes',
+      ],
+    ]) {
+      const run = await sidekick(args, env);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stderr).toMatch(/has no sidekick with (id|slug)/);
+    }
+    const [row] = await stack.pool.sql.query<{ name: string; client_id: string }>(
+      'SELECT name, client_id FROM agents WHERE id = $1',
+      [bloom.agentId],
+    );
+    expect(row).toEqual({ name: 'Bloom Garden Centre sidekick', client_id: bloom.clientId });
+  });
+});
+
 describe('agents: bad input exits 2 and names the field', () => {
   it.each([
     [['agents', 'create', '--client', 'acme', '--name', 'X'], /--client.*expected a uuid/],

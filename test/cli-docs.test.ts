@@ -492,6 +492,34 @@ describe('the embedding model of a sidekick’s documents', () => {
   });
 });
 
+describe("docs: another client's documents", () => {
+  it('are no such documents to show, remove or re-embed; they stay as they are', async () => {
+    const bloom = stack.demo!.adventurers[1]!;
+    const [theirs] = await stack.pool.sql.query<{ id: string; metadata: unknown }>(
+      'SELECT id, metadata FROM documents WHERE client_id = $1 ORDER BY id LIMIT 1',
+      [bloom.clientId],
+    );
+    const mine = await newClient('Nosy Cycles');
+    for (const args of [
+      ['docs', 'show', '--client', mine, theirs!.id],
+      ['docs', 'remove', '--client', mine, theirs!.id],
+      ['docs', 'remove', '--client', mine, 'Watering houseplants'],
+    ]) {
+      const run = await sidekick(args, env);
+      expect(run.code, args.join(' ')).toBe(2);
+      expect(run.stderr).toMatch(/no such document/);
+    }
+    const reembed = await sidekick(['docs', 'reembed', '--client', mine, '--all', '--json'], env);
+    expect(reembed.code, reembed.stderr).toBe(0);
+    expect(json(reembed)).toMatchObject({ documents: [], unchanged: 0 });
+    const [still] = await stack.pool.sql.query<{ id: string; metadata: unknown }>(
+      'SELECT id, metadata FROM documents WHERE id = $1',
+      [theirs!.id],
+    );
+    expect(still).toEqual(theirs);
+  });
+});
+
 describe('docs: bad input exits 2 and names the field', () => {
   it.each([
     [['docs', 'add', '--client', 'nope', '--agent', 'guide', 'x.txt'], /--client.*expected a uuid/],
