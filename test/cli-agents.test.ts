@@ -159,6 +159,22 @@ describe('agents: a new adventurer gets its sidekick from the CLI', () => {
       voice_chat_enabled: false,
     });
 
+    // What `agents show --json` prints, edited, goes back in.
+    const shown = await sidekick(['agents', 'show', '--client', id, '--agent', 'garden', '--json'], env);
+    const edited = json<{ sidekick: Record<string, unknown> }>(shown);
+    edited.sidekick.greeting = 'Edited from the show output';
+    const back = join(dir, 'edited.json');
+    await writeFile(back, JSON.stringify(edited));
+    const updated = await sidekick(
+      ['agents', 'update', '--client', id, '--agent', 'garden', '--file', back, '--json'],
+      env,
+    );
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(json<{ sidekick: unknown }>(updated).sidekick).toMatchObject({
+      greeting: 'Edited from the show output',
+      system_prompt: 'You help with plants.\nKeep it short.\n',
+    });
+
     const typo = join(dir, 'typo.json');
     await writeFile(typo, JSON.stringify({ name: 'X', sytem_prompt: 'oops' }));
     const refusedTypo = await sidekick(

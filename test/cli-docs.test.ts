@@ -183,6 +183,46 @@ describe('docs add of a changed file replaces the document atomically', () => {
   });
 });
 
+describe('docs add over the second copies older releases made of a changed file', () => {
+  it('replaces every copy of that name: the sidekick ends with the new version only', async () => {
+    const clientId = await newClient('Legacy Cycles');
+    const path = await file('faq.txt', 'Old answer: we close at five.');
+    expect((await sidekick(['docs', 'add', '--client', clientId, '--agent', 'guide', path], env)).code).toBe(
+      0,
+    );
+    // A second, older copy of faq.txt linked to the same sidekick, as an earlier release would add it.
+    const [agent] = await stack.pool.sql.query<{ id: string }>('SELECT id FROM agents WHERE client_id = $1', [
+      clientId,
+    ]);
+    const [legacy] = await stack.pool.sql.query<{ id: string }>(
+      `INSERT INTO documents (client_id, title, status, metadata) VALUES ($1, 'faq.txt', 'ready', '{"sha256": "older"}') RETURNING id`,
+      [clientId],
+    );
+    await stack.pool.sql.query(
+      `INSERT INTO document_chunks (client_id, document_id, chunk_index, content) VALUES ($1, $2, 0, 'Older answer: we close at four.')`,
+      [clientId, legacy!.id],
+    );
+    await stack.pool.sql.query(
+      'INSERT INTO agent_documents (client_id, agent_id, document_id) VALUES ($1, $2, $3)',
+      [clientId, agent!.id, legacy!.id],
+    );
+    await writeFile(path, 'New answer: we close at six.');
+    const run = await sidekick(
+      ['docs', 'add', '--client', clientId, '--agent', 'guide', path, '--json'],
+      env,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(json<{ documents: Array<{ outcome: string }> }>(run).documents[0]!.outcome).toBe('replaced');
+    const rows = await retrieve(connectionsTo(stack), clientId, 'guide', 'when do you close');
+    expect(rows.map((r) => r.content)).toEqual(['New answer: we close at six.']);
+    const [n] = await stack.pool.sql.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM documents WHERE client_id = $1',
+      [clientId],
+    );
+    expect(n!.n).toBe(1);
+  });
+});
+
 describe('docs show, docs remove', () => {
   it('show names chunks, model, dimensions, bytes and sidekicks; remove by name or id; ambiguity and absence exit 2', async () => {
     const clientId = await newClient('Show Cycles');

@@ -353,15 +353,18 @@ export function formatCleanup(r: CleanupOutcome): string {
 }
 
 export function formatClientList(list: readonly ClientListing[]): string[] {
-  const header = `${'id'.padEnd(36)}  ${'tier'.padEnd(10)} ${'hosting'.padEnd(9)} ${'status'.padEnd(12)} ${'where'.padEnd(24)} ${'sidekicks'.padStart(9)} ${'docs'.padStart(6)} ${'convs'.padStart(6)}  name`;
+  const whereOf = (c: ClientListing) =>
+    c.pool ? `pool ${c.pool.name}` : c.project?.ref ? `project ${c.project.ref}` : '-';
+  const statusOf = (c: ClientListing) => (c.migration !== 'none' ? `${c.status}/${c.migration}` : c.status);
+  const w = Math.max(5, ...list.map((c) => whereOf(c).length));
+  const s = Math.max(6, ...list.map((c) => statusOf(c).length));
+  const n = (v: number | undefined) => (v === undefined ? '?' : String(v));
   return [
-    header,
-    ...list.map((c) => {
-      const where = c.pool ? `pool ${c.pool.name}` : c.project?.ref ? `project ${c.project.ref}` : '-';
-      const status = c.migration !== 'none' ? `${c.status}/${c.migration}` : c.status;
-      const n = (v: number | undefined) => (v === undefined ? '?' : String(v));
-      return `${c.id}  ${c.tier.padEnd(10)} ${c.hostingType.padEnd(9)} ${status.padEnd(12)} ${where.padEnd(24)} ${n(c.counts?.sidekicks).padStart(9)} ${n(c.counts?.documents).padStart(6)} ${n(c.counts?.conversations).padStart(6)}  ${c.name}${c.countsError ? `  (counts: ${c.countsError})` : ''}`;
-    }),
+    `${'id'.padEnd(36)}  ${'tier'.padEnd(10)} ${'hosting'.padEnd(9)} ${'status'.padEnd(s)} ${'where'.padEnd(w)} ${'sidekicks'.padStart(9)} ${'docs'.padStart(6)} ${'convs'.padStart(6)}  name`,
+    ...list.map(
+      (c) =>
+        `${c.id}  ${c.tier.padEnd(10)} ${c.hostingType.padEnd(9)} ${statusOf(c).padEnd(s)} ${whereOf(c).padEnd(w)} ${n(c.counts?.sidekicks).padStart(9)} ${n(c.counts?.documents).padStart(6)} ${n(c.counts?.conversations).padStart(6)}  ${c.name}${c.countsError ? `  (counts: ${c.countsError})` : ''}`,
+    ),
   ];
 }
 

@@ -91,8 +91,18 @@ export async function readSpecFile(file: string): Promise<SidekickSpec> {
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
     throw new UsageError(`--file ${file}: expected one object with the sidekick's fields (name, slug, ...)`);
   }
-  return checkSpec(doc, `--file ${file}`);
+  // `agents show --json` output, edited: its sidekick, without what the database keeps itself.
+  const wrapped = (doc as Record<string, unknown>).sidekick;
+  const fields = { ...(wrapped && typeof wrapped === 'object' ? wrapped : doc) } as Record<string, unknown>;
+  for (const key of READ_ONLY) delete fields[key];
+  const tools = fields.tools_config;
+  if (tools === null || (typeof tools === 'object' && !Array.isArray(tools) && !Object.keys(tools).length))
+    delete fields.tools_config;
+  return checkSpec(fields, `--file ${file}`);
 }
+
+/** Columns `agents show --json` prints that a file may carry but not change. */
+const READ_ONLY = ['id', 'client_id', 'created_at', 'updated_at'] as const;
 
 /** A slug made from a name: lower case, words joined by "-" ("Acme Bike Guide" -> "acme-bike-guide"). */
 export function slugFromName(name: string): string {
