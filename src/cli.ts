@@ -9,6 +9,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
+import { agentCommands } from './commands/agents.js';
 import { chatCommand } from './commands/chat.js';
 import { clientCommands } from './commands/clients.js';
 import { docsCommands } from './commands/docs.js';
@@ -22,7 +23,7 @@ export type { CliIo };
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const ctx = new CommandContext(io);
   const program = new Command('sidekick')
-    .description('Operations for the sidekick platform: clients, tier upgrades, documents, chat')
+    .description('Operations for the sidekick platform: clients, tier upgrades, sidekicks, documents, chat')
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
@@ -35,8 +36,17 @@ embedding settings (EMBEDDING_*, OPENAI_*) for docs add. \`npm run stack -- --se
 ${EXIT_CODES_HELP}`,
     );
   clientCommands(program, ctx);
+  agentCommands(program, ctx);
   docsCommands(program, ctx);
   chatCommand(program, ctx);
+  // The contract holds for every command: each one's --help says it.
+  const withContract = (cmd: Command): void => {
+    for (const sub of cmd.commands) {
+      sub.addHelpText('after', `\n${EXIT_CODES_HELP}`);
+      withContract(sub);
+    }
+  };
+  withContract(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

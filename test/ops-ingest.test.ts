@@ -16,6 +16,7 @@ import { ClientDirectory } from '../src/tenancy/directory.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { startOpenAIServer } from './support/openai-server.js';
+import { pdf } from './support/pdf.js';
 import { startTestStack } from './support/stack.js';
 
 const log = pino({ level: 'silent' });
@@ -49,30 +50,6 @@ async function file(name: string, content: string | Buffer): Promise<string> {
   const path = join(dir, name);
   await writeFile(path, content);
   return path;
-}
-
-/** A one-page PDF with these lines of text (Helvetica), with a correct xref table. */
-function pdf(lines: string[]): Buffer {
-  const text = lines.map((l) => `(${l.replace(/[()\\]/g, '\\$&')}) Tj T*`);
-  const content = ['BT', '/F1 12 Tf', '72 720 Td', '14 TL', ...text, 'ET'].join('\n');
-  const objects = [
-    '<< /Type /Catalog /Pages 2 0 R >>',
-    '<< /Type /Pages /Kids [3 0 R] /Count 1 >>',
-    '<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>',
-    `<< /Length ${Buffer.byteLength(content)} >>\nstream\n${content}\nendstream`,
-    '<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>',
-  ];
-  let out = '%PDF-1.4\n';
-  const offsets: number[] = [];
-  objects.forEach((o, i) => {
-    offsets.push(Buffer.byteLength(out));
-    out += `${i + 1} 0 obj\n${o}\nendobj\n`;
-  });
-  const xref = Buffer.byteLength(out);
-  out += `xref\n0 ${objects.length + 1}\n0000000000 65535 f \n`;
-  out += offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('');
-  out += `trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
-  return Buffer.from(out, 'latin1');
 }
 
 /** A heading and one long paragraph: the splitter cuts it between words, with overlapping windows. */
@@ -373,7 +350,10 @@ describe('the sidekick CLI', () => {
     const cleaned = await cli(['clients', 'cleanup', '--client', client.id, '--json']);
     expect(cleaned.code).toBe(0);
     expect(JSON.parse(cleaned.stdout).deleted).toMatchObject({ documents: 1, agents: 1 });
-    expect((await cli(['clients', 'cleanup', '--client', client.id])).code).toBe(2);
+    // Again: nothing left, and that is not an error.
+    const twice = await cli(['clients', 'cleanup', '--client', client.id]);
+    expect(twice.code).toBe(0);
+    expect(twice.stdout).toMatch(/nothing left/);
 
     const listed = await cli(['docs', 'list', '--client', client.id, '--agent', 'guide', '--json']);
     expect(listed.code).toBe(0);
@@ -407,11 +387,14 @@ describe('the sidekick CLI', () => {
       );
       expect(row!.n).toBe(1);
 
-      // A model that refuses (a bad key, say) is said, not left as silence.
+      // A model that refuses (a bad key, say) is said, not left as silence, and the command fails (1).
       openai.failNext('chat', 401, 10);
       const refused = await cli(['chat', '--client', a.clientId, '--agent', a.agentSlug], env, 'Hello?\n');
-      expect(refused.code).toBe(0);
+      expect(refused.code).toBe(1);
       expect(refused.stdout).toMatch(/# no reply: .*401/);
+      expect(refused.stderr).toMatch(
+        /the language model did not answer 1 of 1 turns \(.*401.*\): check that OPENAI_BASE_URL \(http:\/\/127\.0\.0\.1:\d+\/v1\) is reachable/,
+      );
       openai.reset();
 
       const noModel = await cli(['chat', '--client', a.clientId, '--agent', a.agentSlug]);
@@ -419,7 +402,7 @@ describe('the sidekick CLI', () => {
       expect(noModel.stderr).toMatch(/OPENAI_API_KEY/);
       const badId = await cli(['chat', '--client', 'acme', '--agent', a.agentSlug], env);
       expect(badId.code).toBe(2);
-      expect(badId.stderr).toMatch(/client_id/);
+      expect(badId.stderr).toMatch(/--client.*expected a uuid/);
       const unknown = await cli(['chat', '--client', a.clientId, '--agent', 'no-such-sidekick'], env);
       expect(unknown.code).toBe(2);
       expect(unknown.stderr).toMatch(/no-such-sidekick/);

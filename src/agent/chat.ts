@@ -9,7 +9,8 @@ import { prepareSession } from './session.js';
 /**
  * `sidekick chat`: a text conversation in the terminal through the same session code, tenancy and
  * context as a LiveKit job, without LiveKit: only an OpenAI-compatible endpoint is needed.
- * Returns when the input ends (Ctrl-D) or the user types /quit.
+ * Returns when the input ends (Ctrl-D) or the user types /quit; `unanswered` counts the turns the
+ * model did not answer (unreachable, refusing), with the last reason, so the command can fail.
  */
 export async function runChat(
   runtime: WorkerRuntime,
@@ -19,7 +20,7 @@ export async function runChat(
     input: process.stdin,
     output: process.stdout,
   },
-): Promise<{ turns: number; written: number; dropped: number }> {
+): Promise<{ turns: number; written: number; dropped: number; unanswered: number; modelError?: string }> {
   initializeLogger({ pretty: false, level: 'error' });
   const prepared = await prepareSession(runtime, metadata, log);
   const { plan } = prepared;
@@ -33,10 +34,15 @@ export async function runChat(
       say(plan.sidekick.name, item.textContent);
   });
   // A model that cannot be reached would otherwise leave the user staring at no reply.
+  let unanswered = 0;
+  let modelError: string | undefined;
   session.on(voice.AgentSessionEventTypes.Error, (ev) => {
     const err = ev.error as { recoverable?: boolean; error?: Error };
-    if (err.recoverable === false)
-      io.output.write(`# no reply: ${err.error?.message ?? 'the model failed'}\n`);
+    if (err.recoverable === false) {
+      unanswered++;
+      modelError = err.error?.message ?? 'the model failed';
+      io.output.write(`# no reply: ${modelError}\n`);
+    }
   });
   io.output.write(
     `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}); /quit to end\n`,
@@ -59,5 +65,5 @@ export async function runChat(
     // Also when a turn failed: what was said is flushed before the command exits.
     stats = await prepared.close();
   }
-  return { turns, ...stats };
+  return { turns, ...stats, unanswered, ...(modelError ? { modelError } : {}) };
 }

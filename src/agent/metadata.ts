@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SIDEKICK_SLUG } from '../tenancy/sidekicks.js';
 import {
   asClientId,
   asConversationId,
@@ -35,10 +36,7 @@ const schema = z.object({
   client_id: uuid("client's id in the platform clients table"),
   agent_slug: z
     .string()
-    .regex(
-      /^[a-z0-9][a-z0-9_-]{0,99}$/i,
-      'must be the sidekick slug: letters, digits, "-" or "_", at most 100',
-    ),
+    .regex(SIDEKICK_SLUG, 'must be the sidekick slug: letters, digits, "-" or "_", at most 100'),
   user_id: uuid("end user's id").optional(),
   conversation_id: uuid('conversation to continue; omit it to start a new one').optional(),
   hosting_type: z

@@ -3,8 +3,8 @@ import { runChat } from '../agent/chat.js';
 import { parseJobMetadata } from '../agent/metadata.js';
 import { createRuntime, withEmbeddedPlatform } from '../agent/runtime.js';
 import { loadConfig } from '../config.js';
-import { UsageError } from '../ops/errors.js';
-import type { CommandContext } from './shared.js';
+import { OpsError, UsageError } from '../ops/errors.js';
+import { type CommandContext, parseSidekick, parseUuid } from './shared.js';
 
 /** `sidekick chat`: talk to a sidekick in the terminal through the worker's own session code. */
 export function chatCommand(program: Command, ctx: CommandContext): void {
@@ -13,10 +13,10 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
     .description(
       "talk to a sidekick in the terminal (text) through the worker's own session code; needs no LiveKit. With no platform configured, starts the embedded stack and talks to its first demo sidekick",
     )
-    .option('--client <id>', 'client id')
-    .option('--agent <slug>', "the sidekick's slug")
-    .option('--user <id>', "the end user's id, for recall of their earlier conversations")
-    .option('--conversation <id>', 'continue this conversation (default: a new one)')
+    .option('--client <id>', 'client id', parseUuid)
+    .option('--agent <slug>', "the sidekick's slug", parseSidekick)
+    .option('--user <id>', "the end user's id, for recall of their earlier conversations", parseUuid)
+    .option('--conversation <id>', 'continue this conversation (default: a new one)', parseUuid)
     .action(async (o: { client?: string; agent?: string; user?: string; conversation?: string }) => {
       const log = ctx.logger();
       // A copy: pointing the environment at the embedded stack must not leak into the caller's.
@@ -46,8 +46,25 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
           output: ctx.io.stdout,
         });
         ctx.err(`${stats.turns} turns; transcript rows written ${stats.written}, dropped ${stats.dropped}`);
+        if (stats.unanswered) {
+          // Not a success a script may build on: the sidekick said nothing to some of it.
+          throw new OpsError(
+            `the language model did not answer ${stats.unanswered} of ${stats.turns} turns (${stats.modelError}): check that OPENAI_BASE_URL (${modelHost(embedded.config.openai.baseUrl)}) is reachable and that OPENAI_API_KEY and LLM_MODEL (${embedded.config.models.llm}) are accepted there, then try again`,
+          );
+        }
       } finally {
         await embedded.stack?.stop();
       }
     });
+}
+
+/** Where the model is, without any credentials a URL may carry. */
+function modelHost(baseUrl: string | null): string {
+  if (!baseUrl) return 'api.openai.com';
+  try {
+    const u = new URL(baseUrl);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return 'not a URL';
+  }
 }

@@ -1,13 +1,21 @@
 import { type Command, Option } from 'commander';
+import {
+  type CleanupOutcome,
+  type ClientDeletion,
+  cleanupMovedClient,
+  deleteClient,
+} from '../ops/client-delete.js';
+import { type ClientListing, listClients } from '../ops/client-list.js';
 import { UsageError } from '../ops/errors.js';
 import type { ClientRow } from '../ops/platform.js';
 import { provisionClient } from '../ops/provision.js';
 import { type DedicatedProjectSource, MANAGEMENT_API_URL, selectProvisioner } from '../ops/provisioners.js';
 import { type ClientDescription, describeClient } from '../ops/show.js';
-import { abortUpgrade, cleanupClient, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
-import { DEDICATED_TIERS, type DedicatedTier } from '../tenancy/tiers.js';
-import { TIERS, type Tier } from '../tenancy/types.js';
-import { type CommandContext, oneOf, parseCount, parseJsonObject } from './shared.js';
+import { abortUpgrade, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
+import { PROVISIONING_STATUSES, type ProvisioningStatus } from '../tenancy/platform-rows.js';
+import { BOOLEAN_FEATURES, DEDICATED_TIERS, type DedicatedTier, LIMIT_NAMES } from '../tenancy/tiers.js';
+import { HOSTING_TYPES, type HostingType, TIERS, type Tier } from '../tenancy/types.js';
+import { type CommandContext, oneOf, parseCount, parseJsonObject, parseUuid } from './shared.js';
 
 /** `sidekick clients ...`: register, inspect and move clients. */
 export function clientCommands(program: Command, ctx: CommandContext): void {
@@ -21,8 +29,13 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       .addOption(
         new Option('--tier <tier>', 'tier').choices(TIERS).argParser(oneOf(TIERS)).default('adventurer'),
       )
-      .option('--id <uuid>', 'client id (default: a new uuid); give it to re-run a failed provisioning')
+      .option(
+        '--id <uuid>',
+        'client id (default: a new uuid); give it to re-run a failed provisioning',
+        parseUuid,
+      )
       .option('--features <json>', 'per-client feature overrides (clients.tier_features)', parseJsonObject)
+      .option('--allow-duplicate-name', 'register it even though another client has this name')
       .option('--json', 'print the result as JSON'),
   ).action(
     async (
@@ -31,6 +44,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
         tier: Tier;
         id?: string;
         features?: Record<string, unknown>;
+        allowDuplicateName?: boolean;
         json?: boolean;
       },
     ) => {
@@ -42,7 +56,13 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
           provisioner: o.tier === 'adventurer' ? undefined : selectProvisioner(o, ctx.io.env, ops.log),
           log: ops.log,
         },
-        { clientId: o.id, name: o.name, tier: o.tier, tierFeatures: o.features },
+        {
+          clientId: o.id,
+          name: o.name,
+          tier: o.tier,
+          tierFeatures: o.features,
+          allowDuplicateName: o.allowDuplicateName,
+        },
       );
       if (o.json) {
         ctx.json({
@@ -58,8 +78,10 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
 
   clients
     .command('show')
-    .description("a client's platform record, where its data lives and how many rows it has")
-    .requiredOption('--client <id>', 'client id')
+    .description(
+      "a client's platform record, its effective tier features and limits, where its data lives and how many rows it has",
+    )
+    .requiredOption('--client <id>', 'client id', parseUuid)
     .option('--json', 'print as JSON')
     .action(async (o: { client: string; json?: boolean }) => {
       const ops = ctx.operations();
@@ -72,7 +94,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
     clients
       .command('upgrade')
       .description('move an adventurer into its own project (champion or paragon); re-run to resume')
-      .requiredOption('--client <id>', 'client id')
+      .requiredOption('--client <id>', 'client id', parseUuid)
       .addOption(
         new Option('--tier <tier>', 'target tier (default: champion; a resumed move keeps its own)')
           .choices(DEDICATED_TIERS)
@@ -112,7 +134,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       const provisioner = selectProvisioner(o, ctx.io.env, ops.log);
       if (!provisioner) {
         throw new UsageError(
-          'an upgrade needs the target project: set SUPABASE_ACCESS_TOKEN and --organization (Management API), or pass --existing-project-url',
+          'an upgrade needs the target project: set SUPABASE_ACCESS_TOKEN and --organization (Management API), or pass --existing-project-url, or (local stack) set LOCAL_STACK_CONTROL_URL and LOCAL_STACK_CONTROL_TOKEN from `npm run stack`',
         );
       }
       let lastTable = '';
@@ -139,21 +161,79 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
 
   clients
     .command('cleanup')
-    .description("delete a moved client's rows from its old shared pool")
-    .requiredOption('--client <id>', 'client id')
+    .description("delete a moved client's rows from its old shared pool (again: says there is nothing left)")
+    .requiredOption('--client <id>', 'client id', parseUuid)
     .option('--json', 'print the result as JSON')
     .action(async (o: { client: string; json?: boolean }) => {
       const ops = ctx.operations();
-      const result = await cleanupClient(
+      const result = await cleanupMovedClient(
         { platform: ops.platform, pools: ops.pools, log: ops.log },
         { clientId: o.client },
       );
       if (o.json) return ctx.json(result);
-      ctx.out(
-        `old pool rows of ${result.clientId} deleted: ${Object.entries(result.deleted)
-          .map(([t, n]) => `${t} ${n}`)
-          .join(', ')}`,
+      ctx.out(formatCleanup(result));
+    });
+
+  clients
+    .command('list')
+    .description(
+      'the clients: tier, hosting, pool, status, and how many sidekicks, documents and conversations each has',
+    )
+    .addOption(new Option('--tier <tier>', 'only this tier').choices(TIERS).argParser(oneOf(TIERS)))
+    .addOption(
+      new Option('--status <status>', 'only this provisioning status')
+        .choices(PROVISIONING_STATUSES)
+        .argParser(oneOf(PROVISIONING_STATUSES)),
+    )
+    .addOption(
+      new Option('--hosting <type>', 'only this hosting type')
+        .choices(HOSTING_TYPES)
+        .argParser(oneOf(HOSTING_TYPES)),
+    )
+    .option('--pool <id>', 'only the clients of this shared pool', parseUuid)
+    .option('--no-counts', "do not count each client's rows (faster: no request per client)")
+    .option('--json', 'print as JSON')
+    .action(
+      async (o: {
+        tier?: Tier;
+        status?: ProvisioningStatus;
+        hosting?: HostingType;
+        pool?: string;
+        counts: boolean;
+        json?: boolean;
+      }) => {
+        const ops = ctx.operations();
+        const listed = await listClients(
+          { platform: ops.platform, pools: ops.pools, log: ops.log },
+          { tier: o.tier, status: o.status, hosting: o.hosting, poolId: o.pool, counts: o.counts },
+        );
+        if (o.json) return ctx.json({ clients: listed });
+        if (!listed.length) return ctx.out('no clients');
+        for (const line of formatClientList(listed)) ctx.out(line);
+      },
+    );
+
+  clients
+    .command('delete')
+    .description(
+      "remove a client: its rows in the shared pool, its pool registration and its platform record (never another client's; a dedicated project is left for you to delete). A failed or abandoned provisioning without data goes at once; anything else shows what would go and needs --yes",
+    )
+    .requiredOption('--client <id>', 'client id', parseUuid)
+    .option('--yes', "really delete the client's data")
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { client: string; yes?: boolean; json?: boolean }) => {
+      const ops = ctx.operations();
+      const result = await deleteClient(
+        { platform: ops.platform, pools: ops.pools, log: ops.log },
+        { clientId: o.client, yes: o.yes === true },
       );
+      if (o.json) ctx.json(result);
+      else for (const line of formatDeletion(result)) ctx.out(line);
+      if (!result.deleted) {
+        throw new UsageError(
+          `--yes: nothing was deleted; run again with --yes to delete client ${result.clientId}`,
+        );
+      }
     });
 }
 
@@ -203,6 +283,24 @@ export function formatClientDescription(d: ClientDescription): string[] {
     `provisioned ${d.provisioning.status}${d.provisioning.error ? `: ${d.provisioning.error}` : ''}`,
     `migration   ${d.migration.status}${d.migration.state?.phase ? ` (last phase: ${d.migration.state.phase})` : ''}`,
   ];
+  const e = d.effective;
+  const mark = (f: string) => (e.overridden.includes(f as never) ? '*' : '');
+  lines.push(
+    `limits      ${LIMIT_NAMES.map((l) => `${l} ${e.features[l] ?? 'unlimited'}${mark(l)}`).join(', ')}`,
+    `features    ${BOOLEAN_FEATURES.filter((f) => e.features[f])
+      .map((f) => `${f}${mark(f)}`)
+      .join(', ')}`,
+    `off         ${
+      BOOLEAN_FEATURES.filter((f) => !e.features[f])
+        .map((f) => `${f}${mark(f)}`)
+        .join(', ') || '(none)'
+    }`,
+  );
+  if (e.overridden.length)
+    lines.push(
+      `            * set by this client's overrides (tier_features / max_sidekicks), not by the ${e.tier} tier`,
+    );
+  for (const w of e.warnings) lines.push(`warning     ${w}`);
   if (d.pool) {
     lines.push(
       `pool        ${d.pool.name} (${d.pool.id}), write fence ${d.pool.writeFence ?? '(not registered)'}`,
@@ -241,5 +339,54 @@ export function formatUpgradeResult(result: UpgradeResult): string[] {
   lines.push(
     'workers switch on their next lookup (CLIENT_CACHE_TTL_MS at most); stale writes are refused by the pool and retried',
   );
+  return lines;
+}
+
+export function formatCleanup(r: CleanupOutcome): string {
+  const rows = Object.entries(r.deleted)
+    .map(([t, n]) => `${t} ${n}`)
+    .join(', ');
+  if (r.nothingLeft) {
+    return `nothing left: client ${r.clientId} has no rows in its old pool${r.completedAt ? ` (cleaned up at ${r.completedAt})` : ''}`;
+  }
+  return `old pool rows of ${r.clientId} deleted: ${rows}`;
+}
+
+export function formatClientList(list: readonly ClientListing[]): string[] {
+  const whereOf = (c: ClientListing) =>
+    c.pool ? `pool ${c.pool.name}` : c.project?.ref ? `project ${c.project.ref}` : '-';
+  const statusOf = (c: ClientListing) => (c.migration !== 'none' ? `${c.status}/${c.migration}` : c.status);
+  const w = Math.max(5, ...list.map((c) => whereOf(c).length));
+  const s = Math.max(6, ...list.map((c) => statusOf(c).length));
+  const n = (v: number | undefined) => (v === undefined ? '?' : String(v));
+  return [
+    `${'id'.padEnd(36)}  ${'tier'.padEnd(10)} ${'hosting'.padEnd(9)} ${'status'.padEnd(s)} ${'where'.padEnd(w)} ${'sidekicks'.padStart(9)} ${'docs'.padStart(6)} ${'convs'.padStart(6)}  name`,
+    ...list.map(
+      (c) =>
+        `${c.id}  ${c.tier.padEnd(10)} ${c.hostingType.padEnd(9)} ${statusOf(c).padEnd(s)} ${whereOf(c).padEnd(w)} ${n(c.counts?.sidekicks).padStart(9)} ${n(c.counts?.documents).padStart(6)} ${n(c.counts?.conversations).padStart(6)}  ${c.name}${c.countsError ? `  (counts: ${c.countsError})` : ''}`,
+    ),
+  ];
+}
+
+export function formatDeletion(d: ClientDeletion): string[] {
+  const rows = (r: Partial<Record<string, number>> | null) =>
+    r === null
+      ? 'could not be counted'
+      : Object.entries(r)
+          .map(([t, n]) => `${t} ${n}`)
+          .join(', ');
+  const lines = [
+    `${d.deleted ? 'deleted' : 'would delete'} client ${d.clientId} "${d.name}" (${d.tier}, ${d.status})`,
+  ];
+  for (const p of d.pools) {
+    lines.push(
+      `  pool ${p.name} (${p.role}): ${d.deleted ? rows(d.deletedRows) : rows(p.rows)}${p.registered ? '; and its registration' : ''}`,
+    );
+  }
+  lines.push('  its platform record (clients row)');
+  if (d.project) {
+    if (d.project.rows) lines.push(`  kept: project ${d.project.ref ?? '?'} with ${rows(d.project.rows)}`);
+    lines.push(`note: ${d.project.note}`);
+  }
   return lines;
 }

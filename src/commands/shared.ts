@@ -5,6 +5,8 @@ import { type Config, loadConfig } from '../config.js';
 import { createRootLogger, isLogLevel } from '../log.js';
 import { UsageError } from '../ops/errors.js';
 import { PlatformAdmin, PoolAdmins } from '../ops/platform.js';
+import { isSidekickSlug, SIDEKICK_SLUG_RULE } from '../tenancy/sidekicks.js';
+import { isUuid } from '../tenancy/types.js';
 
 export interface CliIo {
   stdout: { write(chunk: string): unknown };
@@ -82,6 +84,24 @@ function connectOperations(env: NodeJS.ProcessEnv, log: Logger): Operations {
 export function parseCount(value: string): number {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
   return Number(value);
+}
+
+/**
+ * A uuid option (`--client`, `--user`, `--conversation`, `--id`): checked before anything is sent,
+ * so a typo is named by its option instead of coming back as the database's syntax error.
+ */
+export function parseUuid(value: string): string {
+  if (!isUuid(value)) throw new InvalidArgumentError('expected a uuid (8-4-4-4-12 hex digits)');
+  return value.toLowerCase();
+}
+
+/** `--agent`: a sidekick's id (a uuid) or its slug, by the slug rule of the job metadata. */
+export function parseSidekick(value: string): string {
+  if (isUuid(value)) return value.toLowerCase();
+  if (!isSidekickSlug(value)) {
+    throw new InvalidArgumentError(`expected a sidekick's slug (${SIDEKICK_SLUG_RULE}) or its id`);
+  }
+  return value;
 }
 
 /** An option that is one of a domain's own constants (tiers, upgrade targets): typed by them. */

@@ -1,15 +1,19 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { basename, extname } from 'node:path';
+import { basename } from 'node:path';
 import { RecursiveCharacterTextSplitter } from '@langchain/textsplitters';
+import { embeddingMismatch } from '../agent/session-plan.js';
 import { type Embedder, vectorLiteral } from '../context/embeddings.js';
 import type { ClientConnection } from '../tenancy/connections.js';
-import { describeRef, findSidekick, sidekickRef } from '../tenancy/sidekicks.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
-import { asClientId, type ClientId } from '../tenancy/types.js';
+import type { ClientId } from '../tenancy/types.js';
+import { checkExtension, extractText, SUPPORTED_EXTENSIONS, type TextEncoding } from './document-files.js';
+import { dropReplaced, switchDocument, VERSION_KEYS } from './document-versions.js';
 import { LimitError, must, OpsError, UsageError } from './errors.js';
+import { type ReembedOptions, type ReembedResult, reembedDocuments } from './reembed.js';
 import type { OpsBase } from './requests.js';
-import { MAX_PAGE_SIZE, rows } from './tables.js';
+import { tenantRows } from './tables.js';
+import { clientIdArg, sidekickArg } from './tenant.js';
 
 export interface IngestDeps extends OpsBase {
   /** ClientConnectionManager (or anything that resolves a client's connection the same way). */
@@ -26,11 +30,22 @@ export interface IngestOptions {
   chunkOverlap?: number;
   /** Chunk rows per insert request. */
   insertBatch?: number;
+  /** How text files are decoded (default UTF-8). */
+  encoding?: TextEncoding | undefined;
+  /**
+   * The sidekick's documents embedded with another model than `embedder` are re-embedded first.
+   * Without it such documents refuse the run (EmbeddingModelMismatchError): nothing is written.
+   */
+  reembed?: boolean;
   onProgress?: (event: {
     file: string;
-    stage: 'read' | 'embedded' | 'written' | 'skipped';
+    stage: 'read' | 'embedded' | 'written' | 'replaced' | 'skipped';
     chunks?: number;
   }) => void;
+  /** Progress of the re-embedding that `reembed` runs. */
+  onReembedProgress?: ReembedOptions['onProgress'];
+  /** Between writing a new version's chunks and switching to it (tests look at retrieval there). */
+  beforeSwitch?: (documentId: string) => Promise<void>;
 }
 
 export interface IngestedDocument {
@@ -39,18 +54,34 @@ export interface IngestedDocument {
   title: string;
   bytes: number;
   chunks: number;
-  /** already_loaded: a ready document with the same content exists (it is linked to the sidekick). */
+  /**
+   * added: a new document; replaced: a new version of the sidekick's document with this file name
+   * (`replacedId`), switched to at once; already_loaded: a ready document with the same content
+   * exists (it is linked to the sidekick).
+   */
   outcome: 'added' | 'replaced' | 'already_loaded';
+  replacedId?: string;
 }
 
 export interface IngestResult {
   clientId: string;
   agent: { id: string; slug: string };
   documents: IngestedDocument[];
+  /** What `reembed` re-embedded first. */
+  reembedded?: ReembedResult;
 }
 
-export const SUPPORTED_EXTENSIONS = ['.txt', '.md', '.markdown', '.pdf'] as const;
+export { SUPPORTED_EXTENSIONS };
+
 const MB = 1024 * 1024;
+
+/** A document as ingestion compares it with a file. */
+interface KnownDocument {
+  id: string;
+  title: string | null;
+  status: string | null;
+  metadata: Record<string, unknown>;
+}
 
 interface Prepared {
   file: string;
@@ -60,22 +91,46 @@ interface Prepared {
   text: string;
   mime: string;
   pages?: number | undefined;
-  existing: { id: string; status: string | null } | undefined;
+  /** A ready document with this content. */
+  ready: KnownDocument | undefined;
+  /** Documents with this content that an earlier run left half-written. */
+  unfinished: KnownDocument[];
+  /** The sidekick's documents with this file name and other content: what this file replaces. */
+  previous: KnownDocument[];
   chunks: string[];
   vectors: number[][];
 }
 
+/** The sidekick has documents embedded with another model than the one configured now. */
+export class EmbeddingModelMismatchError extends UsageError {
+  constructor(
+    readonly stored: string[],
+    readonly configured: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /**
- * `sidekick docs add`: reads .txt/.md/.pdf files, splits them into overlapping chunks, embeds the
- * chunks in batches and writes documents, document_chunks and agent_documents through the client's
- * own connection (TenantQuery: the tenant token and client_id in the pool, the project in a dedicated
- * database). The tier's max_documents and max_document_size_mb are checked, and every file read,
- * chunked and embedded, before anything is written. A file already loaded (same sha256) is not
- * loaded twice; one left half-written by a crash is replaced.
+ * `sidekick docs add`: reads .txt/.md/.pdf files (or sniffed ones without an extension), splits them
+ * into overlapping chunks, embeds the chunks in batches and writes documents, document_chunks and
+ * agent_documents through the client's own connection (TenantQuery: the tenant token and client_id
+ * in the pool, the project in a dedicated database). Everything that can refuse the run is checked
+ * before anything is written: the tier's max_document_size_mb and max_documents, the file types and
+ * encodings, and that the sidekick's other documents were embedded with the configured model.
+ *
+ * A file is known by its content (sha256) and its name (the document's title): the same content is
+ * not loaded twice; a file named like one of the sidekick's documents but with other content is a
+ * new version of it and replaces it atomically (document-versions.ts). One left half-written by a
+ * crash is written again.
  */
 export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Promise<IngestResult> {
   if (opts.files.length === 0) throw new UsageError('docs add: name at least one file');
-  const clientId = toClientId(opts.clientId);
+  const splitOpts = { chunkSize: opts.chunkSize ?? 1000, chunkOverlap: opts.chunkOverlap ?? 150 };
+  if (splitOpts.chunkOverlap >= splitOpts.chunkSize)
+    throw new UsageError('--chunk-overlap must be below --chunk-size');
+  const clientId = clientIdArg(opts.clientId);
   const conn = await deps.connections.forClient(clientId);
   const db = conn.db;
   const agent = await findAgent(db, opts.agent);
@@ -84,13 +139,9 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
   // 1. Check every file before reading any of them.
   const sizeLimit = conn.features.max_document_size_mb;
   const files: Array<{ file: string; bytes: number }> = [];
+  const names = new Map<string, string>();
   for (const file of opts.files) {
-    const ext = extname(file).toLowerCase();
-    if (!(SUPPORTED_EXTENSIONS as readonly string[]).includes(ext)) {
-      throw new UsageError(
-        `${file}: unsupported file type "${ext || '(none)'}"; supported: ${SUPPORTED_EXTENSIONS.join(', ')}`,
-      );
-    }
+    checkExtension(file);
     const info = await stat(file).catch((err: NodeJS.ErrnoException) => {
       throw new UsageError(`${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     });
@@ -101,45 +152,61 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
         `refused: ${file} is ${(info.size / MB).toFixed(1)} MB, over the limit max_document_size_mb = ${sizeLimit} of client ${clientId} (${conn.tier} tier); nothing was written`,
       );
     }
+    const title = basename(file);
+    const twin = names.get(title);
+    if (twin) {
+      throw new UsageError(
+        `${file} and ${twin} have the same name, and a document is known by its file name (a later file of that name replaces it): load them in separate runs under different names`,
+      );
+    }
+    names.set(title, file);
     files.push({ file, bytes: info.size });
   }
 
-  // 2. Read, extract, and look for earlier copies.
+  // 2. Read and extract; find earlier copies (same content) and earlier versions (same name).
+  const linked = await sidekickDocuments(db, agent.id);
   const prepared: Prepared[] = [];
   for (const { file, bytes } of files) {
     const data = await readFile(file);
     const sha256 = createHash('sha256').update(data).digest('hex');
-    const { text, mime, pages } = await extractText(file, data);
+    const { text, mime, pages } = await extractText(file, data, { encoding: opts.encoding });
     if (!text.trim()) throw new OpsError(`${file}: no text could be extracted`);
-    const found = must(
+    const same = must(
       `looking for an earlier copy of ${file}`,
-      await db.from('documents').select('id, status').eq('metadata->>sha256', sha256).limit(1),
+      await db
+        .from('documents')
+        .select('id, title, status, metadata')
+        .eq('metadata->>sha256', sha256)
+        .limit(20),
     );
-    const existing = found?.[0]
-      ? { id: String(found[0].id), status: (found[0].status as string | null) ?? null }
-      : undefined;
+    // A copy that `docs reembed` is writing is its business, not an earlier load of this file.
+    const copies = (same ?? []).map(known).filter((d) => !(VERSION_KEYS.reembedOf in d.metadata));
+    const ready = copies.find((d) => d.status === 'ready');
+    const title = basename(file);
     prepared.push({
       file,
-      title: basename(file),
+      title,
       bytes,
       sha256,
       text,
       mime,
       pages,
-      existing,
+      ready,
+      unfinished: copies.filter((d) => d.status !== 'ready'),
+      previous: linked.filter((d) => d.title === title && d.id !== ready?.id && d.status === 'ready'),
       chunks: [],
       vectors: [],
     });
     opts.onProgress?.({ file, stage: 'read' });
   }
 
-  // 3. The document limit, counting what this run adds (a half-written earlier copy is replaced, not added).
+  // 3. The document limit, counting what this run adds (a new version replaces, it does not add).
   const docLimit = conn.features.max_documents;
   if (docLimit !== null) {
     const { count, error } = await db.from('documents').select('id', { head: true, count: 'exact' });
     if (error) throw new OpsError(`counting the client's documents: ${error.message}`);
     const have = count ?? 0;
-    const adding = prepared.filter((p) => !p.existing).length;
+    const adding = prepared.filter((p) => !p.ready && !p.previous.length).length;
     if (have + adding > docLimit) {
       throw new LimitError(
         'max_documents',
@@ -148,19 +215,38 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
     }
   }
 
-  // 4. Chunk and embed (still nothing written).
-  const splitOpts = { chunkSize: opts.chunkSize ?? 1000, chunkOverlap: opts.chunkOverlap ?? 150 };
-  if (splitOpts.chunkOverlap >= splitOpts.chunkSize)
-    throw new UsageError('--chunk-overlap must be below --chunk-size');
+  // 4. The documents the sidekick keeps (and the copies it gets linked to) must be embedded with the
+  //    configured model: a second model's vectors are never found by the first model's queries.
+  const replaced = new Set(prepared.flatMap((p) => p.previous.map((d) => d.id)));
+  const kept = [
+    ...linked.filter((d) => d.status === 'ready' && !replaced.has(d.id)),
+    ...prepared.flatMap((p) => (p.ready && !linked.some((d) => d.id === p.ready!.id) ? [p.ready] : [])),
+  ];
+  const mismatch = embeddingMismatch(modelsOf(kept), deps.embedder);
+  let reembedded: ReembedResult | undefined;
+  if (mismatch && !opts.reembed) {
+    throw new EmbeddingModelMismatchError(
+      mismatch.stored,
+      mismatch.worker,
+      `--agent ${agent.slug}: ${mismatch.documents} of the sidekick's documents were embedded with ${mismatch.stored.join(', ')}, but the configured embedder is ${mismatch.worker} (EMBEDDING_PROVIDER, EMBEDDING_MODEL); a sidekick with two models' vectors finds nothing with one of them. Run \`sidekick docs reembed --client ${clientId} --agent ${agent.slug}\` first, or add --reembed to re-embed them in this run, or configure the embedder they were made with; nothing was written`,
+    );
+  }
+
+  // 5. Chunk and embed (still nothing written).
   for (const p of prepared) {
-    if (p.existing?.status === 'ready') continue;
+    if (p.ready) continue;
     const splitter =
       p.mime === 'text/markdown'
         ? RecursiveCharacterTextSplitter.fromLanguage('markdown', splitOpts)
         : new RecursiveCharacterTextSplitter(splitOpts);
     p.chunks = (await splitter.splitText(p.text)).filter((c) => c.trim());
     // The embedder batches (and runs batches side by side) itself.
-    p.vectors = await deps.embedder.embed(p.chunks);
+    p.vectors = await deps.embedder.embed(p.chunks).catch((err: Error) => {
+      throw new OpsError(
+        `${p.file}: embedding its ${p.chunks.length} chunks with ${deps.embedder.model} failed (${err.message}); nothing was written: run the command again`,
+        { cause: err },
+      );
+    });
     if (p.vectors.length !== p.chunks.length) {
       throw new OpsError(
         `${p.file}: the embedder returned ${p.vectors.length} vectors for ${p.chunks.length} chunks`,
@@ -169,28 +255,47 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
     opts.onProgress?.({ file: p.file, stage: 'embedded', chunks: p.chunks.length });
   }
 
-  // 5. Write.
+  if (mismatch) {
+    reembedded = await reembedDocuments(deps, {
+      clientId,
+      agent: agent.id,
+      onProgress: opts.onReembedProgress,
+    });
+  }
+
+  // 6. Write: each new document in full, then made visible (linked, or switched to) in one statement.
   const results: IngestedDocument[] = [];
   for (const p of prepared) {
-    if (p.existing?.status === 'ready') {
-      await linkAgent(db, agent.id, p.existing.id);
+    if (p.ready) {
+      const ready = p.ready;
+      let outcome: IngestedDocument['outcome'] = 'already_loaded';
+      if (p.previous.length) {
+        await opts.beforeSwitch?.(ready.id);
+        await switchDocument(
+          db,
+          p.previous.map((d) => d.id),
+          ready.id,
+        );
+        outcome = 'replaced';
+      } else {
+        await linkAgent(db, agent.id, ready.id);
+        await dropReplaced(db, ready);
+      }
       results.push({
         file: p.file,
-        documentId: p.existing.id,
+        documentId: ready.id,
         title: p.title,
         bytes: p.bytes,
         chunks: 0,
-        outcome: 'already_loaded',
+        outcome,
+        ...(p.previous[0] ? { replacedId: p.previous[0].id } : {}),
       });
-      opts.onProgress?.({ file: p.file, stage: 'skipped' });
+      opts.onProgress?.({ file: p.file, stage: outcome === 'replaced' ? 'replaced' : 'skipped' });
       continue;
     }
-    if (p.existing) {
-      // Left half-written by an earlier run: its chunks and links go with it (ON DELETE CASCADE).
-      must(
-        `removing the unfinished copy of ${p.file}`,
-        await db.from('documents').delete().eq('id', p.existing.id),
-      );
+    for (const u of p.unfinished) {
+      // Left half-written by an earlier run: its chunks go with it (ON DELETE CASCADE).
+      must(`removing the unfinished copy of ${p.file}`, await db.from('documents').delete().eq('id', u.id));
     }
     const documentId = randomUUID();
     must(
@@ -212,6 +317,7 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
           embedding_model: deps.embedder.model,
           embedding_dimensions: deps.embedder.dimensions,
           ...(p.pages !== undefined ? { pages: p.pages } : {}),
+          ...(p.previous[0] ? { [VERSION_KEYS.replaces]: p.previous[0].id } : {}),
         },
       }),
     );
@@ -226,23 +332,91 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
       }));
       must(`writing chunks of ${p.file}`, await db.from('document_chunks').insert(batch));
     }
-    await linkAgent(db, agent.id, documentId);
+    // Ready before it is linked: until then no session can see it, after it every chunk is there.
     must(
       `marking ${p.file} ready`,
       await db.from('documents').update({ status: 'ready' }).eq('id', documentId),
     );
-    log.info({ document_id: documentId, chunks: p.chunks.length, bytes: p.bytes }, 'document added');
+    if (p.previous.length) {
+      await opts.beforeSwitch?.(documentId);
+      await switchDocument(
+        db,
+        p.previous.map((d) => d.id),
+        documentId,
+      );
+    } else {
+      await linkAgent(db, agent.id, documentId);
+    }
+    const outcome = p.previous.length ? 'replaced' : 'added';
+    log.info(
+      { document_id: documentId, chunks: p.chunks.length, bytes: p.bytes, replaced: p.previous[0]?.id },
+      outcome === 'replaced' ? 'document replaced' : 'document added',
+    );
     results.push({
       file: p.file,
       documentId,
       title: p.title,
       bytes: p.bytes,
       chunks: p.chunks.length,
-      outcome: p.existing ? 'replaced' : 'added',
+      outcome,
+      ...(p.previous[0] ? { replacedId: p.previous[0].id } : {}),
     });
-    opts.onProgress?.({ file: p.file, stage: 'written', chunks: p.chunks.length });
+    opts.onProgress?.({
+      file: p.file,
+      stage: outcome === 'replaced' ? 'replaced' : 'written',
+      chunks: p.chunks.length,
+    });
   }
-  return { clientId, agent, documents: results };
+  return { clientId, agent, documents: results, ...(reembedded ? { reembedded } : {}) };
+}
+
+/** The documents linked to a sidekick, as ingestion compares them with files. */
+async function sidekickDocuments(db: TenantQuery, agentId: string): Promise<KnownDocument[]> {
+  const ids: string[] = [];
+  for await (const l of tenantRows(db, 'agent_documents', 'id, document_id', (b) =>
+    b.eq('agent_id', agentId),
+  )) {
+    ids.push(String(l.document_id));
+  }
+  const out: KnownDocument[] = [];
+  for (let i = 0; i < ids.length; i += 100) {
+    const found = must(
+      "reading the sidekick's documents",
+      await db
+        .from('documents')
+        .select('id, title, status, metadata')
+        .in('id', ids.slice(i, i + 100)),
+    );
+    out.push(...(found ?? []).map(known));
+  }
+  return out;
+}
+
+function known(row: Record<string, unknown>): KnownDocument {
+  const metadata = row.metadata;
+  return {
+    id: String(row.id),
+    title: (row.title as string | null) ?? null,
+    status: (row.status as string | null) ?? null,
+    metadata: metadata && typeof metadata === 'object' ? (metadata as Record<string, unknown>) : {},
+  };
+}
+
+/** Documents grouped by the model (and size) their metadata says they were embedded with. */
+export function modelsOf(
+  docs: ReadonlyArray<{ metadata: Record<string, unknown> }>,
+): Array<{ model: string | null; dimensions: number | null; documents: number }> {
+  const groups = new Map<string, { model: string | null; dimensions: number | null; documents: number }>();
+  for (const d of docs) {
+    const model = typeof d.metadata.embedding_model === 'string' ? d.metadata.embedding_model : null;
+    const dims = d.metadata.embedding_dimensions;
+    const dimensions = typeof dims === 'number' && Number.isInteger(dims) ? dims : null;
+    const key = `${model}\u0000${dimensions}`;
+    const g = groups.get(key) ?? { model, dimensions, documents: 0 };
+    g.documents++;
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((a, b) => b.documents - a.documents);
 }
 
 export interface DocumentListing {
@@ -252,6 +426,10 @@ export interface DocumentListing {
   sourceType: string | null;
   chunks: number | null;
   bytes: number | null;
+  embeddingModel: string | null;
+  embeddingDimensions: number | null;
+  /** A version being written beside the one in use (replacing it, or re-embedding it). */
+  versionOf: string | null;
   createdAt: string | null;
 }
 
@@ -260,20 +438,20 @@ export async function listDocuments(
   deps: Pick<IngestDeps, 'connections'>,
   opts: { clientId: string; agent?: string | undefined },
 ): Promise<{ clientId: string; agent: { id: string; slug: string } | null; documents: DocumentListing[] }> {
-  const clientId = toClientId(opts.clientId);
+  const clientId = clientIdArg(opts.clientId);
   const db = (await deps.connections.forClient(clientId)).db;
   const agent = opts.agent ? await findAgent(db, opts.agent) : null;
   let allowed: Set<string> | null = null;
   if (agent) {
     allowed = new Set();
-    for await (const row of keyset(db, 'agent_documents', 'id, document_id', (b) =>
+    for await (const row of tenantRows(db, 'agent_documents', 'id, document_id', (b) =>
       b.eq('agent_id', agent.id),
     )) {
       allowed.add(String(row.document_id));
     }
   }
   const documents: DocumentListing[] = [];
-  for await (const d of keyset(db, 'documents', 'id, title, status, source_type, metadata, created_at')) {
+  for await (const d of tenantRows(db, 'documents', 'id, title, status, source_type, metadata, created_at')) {
     if (allowed && !allowed.has(String(d.id))) continue;
     const meta = (d.metadata ?? {}) as Record<string, unknown>;
     documents.push({
@@ -283,31 +461,16 @@ export async function listDocuments(
       sourceType: (d.source_type as string | null) ?? null,
       chunks: typeof meta.chunks === 'number' ? meta.chunks : await countChunks(db, String(d.id)),
       bytes: typeof meta.bytes === 'number' ? meta.bytes : null,
+      embeddingModel: typeof meta.embedding_model === 'string' ? meta.embedding_model : null,
+      embeddingDimensions: typeof meta.embedding_dimensions === 'number' ? meta.embedding_dimensions : null,
+      versionOf:
+        d.status !== 'ready'
+          ? String(meta[VERSION_KEYS.reembedOf] ?? meta[VERSION_KEYS.replaces] ?? '') || null
+          : null,
       createdAt: (d.created_at as string | null) ?? null,
     });
   }
   return { clientId, agent, documents };
-}
-
-type Filter = ReturnType<ReturnType<TenantQuery['from']>['select']>;
-
-/**
- * All rows of a tenant table in id order, a page (the API's row cap) at a time, through the tenant's
- * own connection, with the keyset pager that tier moves use too. One attempt per page, like every
- * other request of ingestion.
- */
-function keyset(
-  db: TenantQuery,
-  table: 'documents' | 'agent_documents',
-  columns: string,
-  filter: (b: Filter) => Filter = (b) => b,
-): AsyncGenerator<Record<string, unknown>> {
-  return rows({
-    what: `listing ${table}`,
-    select: () => filter(db.from(table).select(columns)),
-    pageSize: MAX_PAGE_SIZE,
-    retry: { retries: 0, minMs: 0, maxMs: 0 },
-  });
 }
 
 /** For documents loaded by other means (no chunk count in their metadata). */
@@ -320,9 +483,7 @@ async function countChunks(db: TenantQuery, documentId: string): Promise<number 
 }
 
 async function findAgent(db: TenantQuery, agent: string): Promise<{ id: string; slug: string }> {
-  const ref = sidekickRef(agent);
-  const row = await findSidekick(db, ref);
-  if (!row) throw new UsageError(`--agent: client ${db.clientId} has no sidekick with ${describeRef(ref)}`);
+  const row = await sidekickArg(db, agent);
   return { id: row.id, slug: row.slug };
 }
 
@@ -341,36 +502,4 @@ async function linkAgent(db: TenantQuery, agentId: string, documentId: string): 
     'linking the document to the sidekick',
     await db.from('agent_documents').insert({ agent_id: agentId, document_id: documentId }),
   );
-}
-
-/** The text of a .txt/.md file (UTF-8) or a .pdf (every page, through unpdf). */
-export async function extractText(
-  file: string,
-  data: Buffer,
-): Promise<{ text: string; mime: string; pages?: number }> {
-  const ext = extname(file).toLowerCase();
-  if (ext === '.pdf') {
-    const { extractText: pdfText } = await import('unpdf');
-    try {
-      const { text, totalPages } = await pdfText(new Uint8Array(data), { mergePages: true });
-      return { text, mime: 'application/pdf', pages: totalPages };
-    } catch (err) {
-      throw new OpsError(`${file}: not a readable PDF (${(err as Error).message})`);
-    }
-  }
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(data);
-  } catch {
-    throw new UsageError(`${file}: not UTF-8 text`);
-  }
-  return { text: text.replace(/^\uFEFF/, ''), mime: ext === '.txt' ? 'text/plain' : 'text/markdown' };
-}
-
-function toClientId(value: string): ClientId {
-  try {
-    return asClientId(value, '--client');
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
 }

@@ -4,13 +4,24 @@ import {
   clientRowSchema,
   columnsOf,
   type PoolRow,
+  type ProvisioningStatus,
   poolRowSchema,
 } from '../tenancy/platform-rows.js';
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
+import type { HostingType, Tier } from '../tenancy/types.js';
 import { dbError, NoPoolCapacityError, OpsError } from './errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
+import { MAX_PAGE_SIZE, pages } from './tables.js';
 
 export type { ClientRow, PoolRow };
+
+/** Which clients `listClients` returns (every filter is optional). */
+export interface ClientFilter {
+  tier?: Tier | undefined;
+  status?: ProvisioningStatus | undefined;
+  hosting?: HostingType | undefined;
+  poolId?: string | undefined;
+}
 
 const CLIENT_COLUMNS = columnsOf(clientRowSchema);
 const POOL_COLUMNS = columnsOf(poolRowSchema);
@@ -45,6 +56,49 @@ export class PlatformAdmin {
     const row = await this.findClient(id);
     if (!row) throw new ClientNotFoundError(id);
     return row;
+  }
+
+  /** Every client that passes the filter, in id order, read a page (the API's row cap) at a time. */
+  async *listClients(filter: ClientFilter = {}): AsyncGenerator<ClientRow> {
+    const q = {
+      what: 'listing clients',
+      select: () => {
+        let b = this.db.from('clients').select<string, Record<string, unknown>>(CLIENT_COLUMNS);
+        if (filter.tier) b = b.eq('tier', filter.tier);
+        if (filter.status) b = b.eq('provisioning_status', filter.status);
+        if (filter.hosting) b = b.eq('hosting_type', filter.hosting);
+        if (filter.poolId) b = b.eq('shared_pool_id', filter.poolId);
+        return b;
+      },
+      pageSize: MAX_PAGE_SIZE,
+      retry: this.retry,
+    };
+    for await (const page of pages(q)) for (const row of page) yield clientRowSchema.parse(row);
+  }
+
+  /** Clients whose name is this one, ignoring case and surrounding space. */
+  async findClientsByName(name: string): Promise<ClientRow[]> {
+    const wanted = name.trim();
+    // ILIKE with the pattern characters escaped: an exact, case-insensitive match.
+    const pattern = wanted.replace(/[\\%_]/g, (c) => `\\${c}`);
+    const { data } = await request(
+      `looking for clients named "${wanted}"`,
+      () => this.db.from('clients').select(CLIENT_COLUMNS).ilike('name', pattern).limit(50).retry(false),
+      this.retry,
+    );
+    return (data ?? [])
+      .map((r) => clientRowSchema.parse(r))
+      .filter((r) => r.name.trim().toLowerCase() === wanted.toLowerCase());
+  }
+
+  /** Deletes the client's platform row (its pool's client count follows, by trigger). */
+  async deleteClient(id: string): Promise<boolean> {
+    const { data } = await request(
+      `deleting client ${id} from the platform`,
+      () => this.db.from('clients').delete().eq('id', id).select('id').retry(false),
+      this.retry,
+    );
+    return Boolean(data?.length);
   }
 
   /** Inserts the row, or returns the existing one when a row with this id is already there. */

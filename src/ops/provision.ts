@@ -21,6 +21,8 @@ export interface ProvisionRequest {
   tier: Tier;
   /** Per-client overrides of the tier's features (clients.tier_features). */
   tierFeatures?: Record<string, unknown> | undefined;
+  /** Register the client even when another one has the same name (refused otherwise). */
+  allowDuplicateName?: boolean | undefined;
 }
 
 export interface ProvisionResult {
@@ -63,6 +65,16 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
     });
   } else {
     if (hosting === 'dedicated' && !deps.provisioner) throw missingProvisioner(req.tier);
+    // Operators find clients by name: a second one of the same name is most often a re-run without
+    // --id (which would provision a second pool slot or project). Checked, not enforced by the
+    // database: platforms that already hold duplicates must keep working.
+    const twins = req.allowDuplicateName ? [] : await deps.platform.findClientsByName(req.name);
+    if (twins.length) {
+      const t = twins[0]!;
+      throw new UsageError(
+        `--name: client ${t.id} is already called "${t.name}" (${t.tier}, ${t.provisioning_status}); to finish that one run again with --id ${t.id}, or choose another name, or pass --allow-duplicate-name`,
+      );
+    }
     const inserted = await deps.platform.insertClient({
       id,
       name: req.name.trim(),
@@ -128,6 +140,6 @@ async function provisionDedicated(deps: ProvisionDeps, client: ClientRow): Promi
 
 function missingProvisioner(tier: string): UsageError {
   return new UsageError(
-    `a ${tier} client needs its own Supabase project: set SUPABASE_ACCESS_TOKEN and --organization (Supabase Management API), or pass --existing-project-url for a project that already has the dedicated schema`,
+    `a ${tier} client needs its own Supabase project: set SUPABASE_ACCESS_TOKEN and --organization (Supabase Management API), or pass --existing-project-url for a project that already has the dedicated schema, or (local stack) set LOCAL_STACK_CONTROL_URL and LOCAL_STACK_CONTROL_TOKEN from \`npm run stack\``,
   );
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { UsageError } from './errors.js';
 import { ExistingProjectProvisioner } from './existing-project.js';
+import { StackControlProvisioner } from './local-provisioner.js';
 import { MANAGEMENT_API_URL, ManagementApiProvisioner } from './management-api.js';
 import type { DedicatedProvisioner } from './provisioner.js';
 
@@ -20,8 +21,10 @@ export { MANAGEMENT_API_URL };
 /**
  * The dedicated-project provisioner that the flags and the environment ask for: an existing project
  * (`--existing-project-url`, keys from DEDICATED_SUPABASE_SERVICE_ROLE_KEY and
- * DEDICATED_SUPABASE_ANON_KEY: keys are never arguments), or new projects through Supabase's
- * Management API (SUPABASE_ACCESS_TOKEN). undefined when neither is configured.
+ * DEDICATED_SUPABASE_ANON_KEY: keys are never arguments), new projects through Supabase's
+ * Management API (SUPABASE_ACCESS_TOKEN), or new projects of the local stack running in another
+ * terminal (LOCAL_STACK_CONTROL_URL and LOCAL_STACK_CONTROL_TOKEN, printed by `npm run stack`).
+ * undefined when none is configured.
  */
 export function selectProvisioner(
   source: DedicatedProjectSource,
@@ -48,6 +51,14 @@ export function selectProvisioner(
     return new ExistingProjectProvisioner({ ref, url: source.existingProjectUrl, anonKey, serviceRoleKey });
   }
   const token = env.SUPABASE_ACCESS_TOKEN?.trim();
+  const control = env.LOCAL_STACK_CONTROL_URL?.trim();
+  if (!token && control) {
+    return new StackControlProvisioner({
+      url: control,
+      token: env.LOCAL_STACK_CONTROL_TOKEN?.trim() ?? '',
+      platformUrl: env.PLATFORM_SUPABASE_URL?.trim(),
+    });
+  }
   if (!token) return undefined;
   const organizationSlug = source.organization ?? env.SUPABASE_ORGANIZATION_SLUG?.trim();
   if (!organizationSlug) {

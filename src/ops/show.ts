@@ -1,5 +1,7 @@
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
 import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
+import { type FeatureName, resolveFeatures, type TierFeatures } from '../tenancy/tiers.js';
+import type { Tier } from '../tenancy/types.js';
 import { projectOf } from './dedicated.js';
 import type { PlatformAdmin, PoolAdmins } from './platform.js';
 import type { OpsBase } from './requests.js';
@@ -12,6 +14,12 @@ export interface ClientDescription {
   hostingType: string;
   maxSidekicks: number | null;
   tierFeatures: unknown;
+  /**
+   * What the tier gate gives this client (tiers.ts resolveFeatures): the tier's features with the
+   * client's overrides merged over them; `overridden` names those that differ from the tier's, and
+   * `warnings` the overrides the gate drops (unknown keys, wrong types, facts fixed for the tier).
+   */
+  effective: { tier: Tier; features: TierFeatures; overridden: FeatureName[]; warnings: string[] };
   provisioning: { status: string; error: string | null; completedAt: string | null };
   migration: { status: string; startedAt: string | null; state: Record<string, unknown> | null };
   pool: { id: string; name: string; writeFence: string | null } | null;
@@ -54,6 +62,7 @@ export async function describeClient(
     hostingType: row.hosting_type,
     maxSidekicks: row.max_sidekicks,
     tierFeatures: row.tier_features,
+    effective: effectiveFeatures(row),
     provisioning: {
       status: row.provisioning_status,
       error: row.provisioning_error,
@@ -87,4 +96,22 @@ export async function describeClient(
     }
   }
   return description;
+}
+
+function effectiveFeatures(row: {
+  tier: string;
+  tier_features: unknown;
+  max_sidekicks: number | null;
+}): ClientDescription['effective'] {
+  const warnings: string[] = [];
+  const resolved = resolveFeatures(
+    { tier: row.tier, tierFeatures: row.tier_features, maxSidekicks: row.max_sidekicks },
+    (msg, fields) => warnings.push(`${msg}${'key' in fields ? ` (${String(fields.key)})` : ''}`),
+  );
+  return {
+    tier: resolved.tier,
+    features: resolved.features,
+    overridden: [...resolved.overridden],
+    warnings,
+  };
 }

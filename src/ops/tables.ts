@@ -1,6 +1,6 @@
 import type { SupabaseClient } from '../tenancy/supabase.js';
-import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
-import { UsageError } from './errors.js';
+import { TENANT_TABLES, type TenantQuery, type TenantTable } from '../tenancy/tenant-query.js';
+import { dbError, UsageError } from './errors.js';
 import { type ApiResult, DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
 
 export type Row = Record<string, unknown>;
@@ -115,4 +115,76 @@ export async function countRows(
     retry ?? DEFAULT_RETRY,
   );
   return count ?? 0;
+}
+
+/** A select of a tenant table through the client's own connection, to add filters to. */
+export type TenantSelect = ReturnType<ReturnType<TenantQuery['from']>['select']>;
+
+/**
+ * All of a tenant table's rows (that pass `filter`) in id order, a page (the API's row cap) at a
+ * time, through the client's own connection. One attempt per page: the operator's command is what
+ * is retried.
+ */
+export function tenantRows(
+  db: TenantQuery,
+  table: TenantTable,
+  columns: string,
+  filter: (b: TenantSelect) => TenantSelect = (b) => b,
+): AsyncGenerator<Row> {
+  return rows({
+    what: `listing ${table}`,
+    select: () => filter(db.from(table).select(columns)),
+    pageSize: MAX_PAGE_SIZE,
+    retry: { retries: 0, minMs: 0, maxMs: 0 },
+  });
+}
+
+/** How many of a tenant table's rows pass `filter`, counted by the database (HEAD, count=exact). */
+export async function countTenantRows(
+  db: TenantQuery,
+  table: TenantTable,
+  filter: (b: TenantSelect) => TenantSelect = (b) => b,
+): Promise<number> {
+  const { count, error } = await filter(db.from(table).select('id', { head: true, count: 'exact' }));
+  if (error) throw dbError(`counting ${table}`, error);
+  return count ?? 0;
+}
+
+/**
+ * Deletes one client's rows from a shared pool with its service role, children first, in bounded
+ * batches (each a keyset range of at most one page, always filtered by client_id: no other client's
+ * row is ever in a batch). Idempotent: a re-run after a crash deletes what is left. Returns the rows
+ * deleted per table.
+ */
+export async function purgePoolRows(q: {
+  pool: SupabaseClient;
+  clientId: string;
+  pageSize?: number;
+  retry?: RetryPolicy | undefined;
+}): Promise<Partial<Record<TenantTable, number>>> {
+  const deleted: Partial<Record<TenantTable, number>> = {};
+  for (const table of DELETE_ORDER) {
+    const ids = tableKeyset({
+      db: q.pool,
+      table,
+      clientId: q.clientId,
+      columns: 'id',
+      pageSize: q.pageSize ?? MAX_PAGE_SIZE,
+      retry: q.retry,
+    });
+    let n = 0;
+    for (;;) {
+      const page = await readPage(ids, null);
+      if (page.length === 0) break;
+      const last = String(page.at(-1)!.id);
+      await request(
+        `deleting ${table} rows of client ${q.clientId}`,
+        () => q.pool.from(table).delete().eq('client_id', q.clientId).lte('id', last).retry(false),
+        q.retry ?? DEFAULT_RETRY,
+      );
+      n += page.length;
+    }
+    deleted[table] = n;
+  }
+  return deleted;
 }

@@ -1,9 +1,12 @@
 import { Command } from 'commander';
+import { startStackControl } from './control.js';
 import { startStack } from './stack.js';
 
 /**
  * `npm run stack [-- --seed]`: the local Supabase-compatible stack as a command. Prints the stack as
  * KEY=value lines (pipe them into an env file), then `stack ready`, and runs until interrupted.
+ * LOCAL_STACK_CONTROL_URL and LOCAL_STACK_CONTROL_TOKEN let `sidekick` commands in other terminals
+ * ask this stack for new dedicated projects (control.ts: loopback only, token-protected).
  */
 const program = new Command('stack')
   .description(
@@ -13,7 +16,11 @@ const program = new Command('stack')
     '--seed',
     'register demo clients: two adventurers in the pool, one champion on the dedicated project',
   )
-  .option('--port <n>', 'gateway port of the platform; the pool and dedicated use the next two', '54321')
+  .option(
+    '--port <n>',
+    'gateway port of the platform; the pool and dedicated use the next two, the control endpoint the one after',
+    '54321',
+  )
   .option(
     '--postgres-url <url>',
     'run the databases on this real PostgreSQL server (superuser URL, pgvector) instead of PGlite',
@@ -32,7 +39,7 @@ const opts = program.opts<{
   dedicatedPostgresUrl?: string;
 }>();
 const basePort = Number(opts.port);
-if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65533) {
+if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) {
   console.error(`--port: expected a port number, got "${opts.port}"`);
   process.exit(2);
 }
@@ -48,7 +55,16 @@ try {
       dedicated: opts.dedicatedPostgresUrl,
     },
   });
+  const control = await startStackControl(
+    { platformUrl: stack.platform.url, addDedicated: (name) => stack.addDedicated(name) },
+    { port: basePort + 3 },
+  ).catch(async (err: Error) => {
+    await stack.stop();
+    throw new Error(`the control endpoint could not listen on 127.0.0.1:${basePort + 3}: ${err.message}`);
+  });
   for (const [k, v] of Object.entries(stack.env())) console.log(`${k}=${v}`);
+  console.log(`LOCAL_STACK_CONTROL_URL=${control.url}`);
+  console.log(`LOCAL_STACK_CONTROL_TOKEN=${control.token}`);
   const rssMb = Math.round(process.memoryUsage().rss / 1024 / 1024);
   console.error(`# started in ${Math.round(stack.startupMs)} ms, resident memory ${rssMb} MB`);
   console.log('stack ready');
@@ -57,6 +73,7 @@ try {
     if (stopping) return;
     stopping = true;
     console.error('# stopping the stack');
+    await control.close();
     await stack.stop();
     process.exit(0);
   };

@@ -7,6 +7,10 @@ import { HOSTING_TYPES } from './types.js';
  * (which read them all). Credentials are in here; logs and printed output never show them.
  */
 
+/** clients.provisioning_status, as its CHECK constraint (migrations/platform/004) allows. */
+export const PROVISIONING_STATUSES = ['pending', 'provisioning', 'ready', 'failed', 'suspended'] as const;
+export type ProvisioningStatus = (typeof PROVISIONING_STATUSES)[number];
+
 /** A `clients` row (migrations/platform). */
 export const clientRowSchema = z.object({
   id: z.string(),

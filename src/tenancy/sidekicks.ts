@@ -31,6 +31,17 @@ export class SidekickLookupError extends Error {
   }
 }
 
+/**
+ * The slug rule, one place for the job-metadata contract (agent_slug) and `sidekick agents create`:
+ * letters, digits, "-" or "_", starting with a letter or digit, at most 100 characters.
+ */
+export const SIDEKICK_SLUG = /^[a-z0-9][a-z0-9_-]{0,99}$/i;
+export const SIDEKICK_SLUG_RULE = 'letters, digits, "-" or "_", starting with a letter or digit, at most 100';
+
+export function isSidekickSlug(value: unknown): value is string {
+  return typeof value === 'string' && SIDEKICK_SLUG.test(value);
+}
+
 export type SidekickRef = { slug: string } | { id: string };
 
 /** What an operator typed (`--agent`): an id when it is a uuid, else a slug. */

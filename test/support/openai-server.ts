@@ -101,8 +101,12 @@ export interface OpenAIServer {
   setResponder(responder?: Responder): void;
   /** Waits `ms` before answering each request of `route` (0 = no delay). A client that gives up is not answered. */
   setDelay(route: OpenAIRoute, ms: number): void;
-  /** The next `count` requests of `route` are answered with `status` and an OpenAI error body. */
-  failNext(route: OpenAIRoute, status: number, count?: number): void;
+  /**
+   * The next `count` requests of `route` are answered with `status` and an OpenAI error body; with
+   * `after`, only once that many more requests of the route were answered normally (a failure
+   * half-way through a long job).
+   */
+  failNext(route: OpenAIRoute, status: number, count?: number, after?: number): void;
   /** Embeddings come back with this many dimensions whatever was asked (a misconfigured model); undefined = as asked. */
   forceDimensions(dimensions: number | undefined): void;
   /** Clears the request log, delays, injected failures, forced dimensions and the responder. */
@@ -215,7 +219,7 @@ interface NormalisedReply {
 export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise<OpenAIServer> {
   const requests: RecordedRequest[] = [];
   const delays = new Map<OpenAIRoute, number>();
-  const failures = new Map<OpenAIRoute, { status: number; remaining: number }>();
+  const failures = new Map<OpenAIRoute, { status: number; remaining: number; after: number }>();
   const defaultDimensions = opts.defaultDimensions ?? 1024;
   const streamChunks = Math.max(1, opts.streamChunks ?? 4);
   const embedders = new Map<number, HashingEmbedder>();
@@ -428,7 +432,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
     const delay = delays.get(route) ?? 0;
     if (delay > 0 && !(await wait(delay, res))) return;
     const failure = failures.get(route);
-    if (failure && failure.remaining > 0) {
+    if (failure && failure.after > 0) failure.after--;
+    else if (failure && failure.remaining > 0) {
       failure.remaining--;
       if (failure.remaining === 0) failures.delete(route);
       sendJson(res, failure.status, errorBody(failure.status, `injected failure (${failure.status})`));
@@ -475,8 +480,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
       responder = next ?? initialResponder;
     },
     setDelay,
-    failNext(route, status, count = 1) {
-      if (count > 0) failures.set(route, { status, remaining: count });
+    failNext(route, status, count = 1, after = 0) {
+      if (count > 0) failures.set(route, { status, remaining: count, after });
       else failures.delete(route);
     },
     forceDimensions(dimensions) {
