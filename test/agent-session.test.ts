@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { initializeLogger, voice } from '@livekit/agents';
 import { VideoBufferType, VideoFrame } from '@livekit/rtc-node';
 import pino from 'pino';
@@ -75,6 +76,27 @@ async function talk(prepared: PreparedSession, userInput: string) {
   const request = openai.chatRequests().at(-1);
   await session.close();
   return { result, request: request!.body, sent: JSON.stringify(request!.body.messages) };
+}
+
+/**
+ * A ready champion whose platform record names the demo champion's project under another spelling
+ * of its URL and another ref (as a mistaken registration before owner records could leave it).
+ */
+async function pointedAtChampion(): Promise<string> {
+  const id = randomUUID();
+  await stack.platform.sql.query(
+    `INSERT INTO clients (id, name, tier, hosting_type, max_sidekicks, supabase_url, supabase_anon_key,
+       supabase_service_role_key, supabase_project_ref, provisioning_status)
+     VALUES ($1, 'Zenith', 'champion', 'dedicated', NULL, $2, $3, $4, $5, 'ready')`,
+    [
+      id,
+      `${stack.dedicated.url}/`,
+      stack.dedicated.anonKey,
+      stack.dedicated.serviceRoleKey,
+      `zenith-${id.slice(0, 8)}`,
+    ],
+  );
+  return id;
 }
 
 async function transcriptRows(where: LocalStack['pool'], conversationId: string) {
@@ -350,8 +372,26 @@ describe('session start', () => {
     await prepared.close();
   });
 
+  it("a client whose platform record points at the demo champion's project is refused: nothing is read or written there", async () => {
+    const intruder = await pointedAtChampion();
+    const conversation = randomUUID();
+    const job = { client_id: intruder, agent_slug: 'trip-planner', conversation_id: conversation };
+    expect(await decideJob(JSON.stringify(job), runtime, log)).toEqual({
+      accept: false,
+      code: 'project_owned_by_another_client',
+      reason: expect.stringContaining(`belongs to client ${C().clientId}`),
+    });
+    // The job's own planning, which claims a new conversation, is refused before any write.
+    await expect(
+      prepareSession(runtime, metadata({ clientId: intruder, agentSlug: 'trip-planner' }, job), log),
+    ).rejects.toMatchObject({ code: 'project_owned_by_another_client' });
+    expect(
+      await stack.dedicated.sql.query('SELECT 1 FROM conversations WHERE id = $1', [conversation]),
+    ).toEqual([]);
+  });
+
   it('a dedicated project without begin_session (an older schema) still starts sessions, and says so once', async () => {
-    const signature = 'begin_session(text, integer, uuid, uuid, boolean)';
+    const signature = 'begin_session(text, integer, uuid, uuid, boolean, uuid)';
     const [{ def }] = (await stack.dedicated.sql.query<{ def: string }>(
       `SELECT pg_get_functiondef('${signature}'::regprocedure) AS def`,
     )) as [{ def: string }];
@@ -365,6 +405,11 @@ describe('session start', () => {
       expect(prepared.plan.sidekick.slug).toBe('trip-planner');
       expect(prepared.agent.instructions).toContain('aisle seat');
       expect(records().some((r) => String(r.msg).includes('no begin_session function'))).toBe(true);
+      // The owner record is read without the RPC too.
+      const intruder = await pointedAtChampion();
+      expect(
+        await decideJob(JSON.stringify({ client_id: intruder, agent_slug: 'trip-planner' }), fresh, captured),
+      ).toMatchObject({ accept: false, code: 'project_owned_by_another_client' });
       await talk(prepared, 'Which flights may I book in business class?');
       expect((await prepared.close()).dropped).toBe(0);
       expect((await transcriptRows(stack.dedicated, prepared.conversationId)).length).toBe(3);

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { UsageError } from '../ops/errors.js';
 import type { ClientRow } from '../ops/platform.js';
-import { provisionClient } from '../ops/provision.js';
+import { provisionClient, type VerifyResult, verifyClient } from '../ops/provision.js';
 import { type DedicatedProjectSource, MANAGEMENT_API_URL, selectProvisioner } from '../ops/provisioners.js';
 import { type ClientDescription, describeClient } from '../ops/show.js';
 import { abortUpgrade, cleanupClient, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
@@ -23,6 +23,10 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       )
       .option('--id <uuid>', 'client id (default: a new uuid); give it to re-run a failed provisioning')
       .option('--features <json>', 'per-client feature overrides (clients.tier_features)', parseJsonObject)
+      .option(
+        '--adopt-existing-data',
+        "the existing project already holds this client's own data and records no owner yet: claim it",
+      )
       .option('--json', 'print the result as JSON'),
   ).action(
     async (
@@ -31,6 +35,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
         tier: Tier;
         id?: string;
         features?: Record<string, unknown>;
+        adoptExistingData?: boolean;
         json?: boolean;
       },
     ) => {
@@ -42,7 +47,13 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
           provisioner: o.tier === 'adventurer' ? undefined : selectProvisioner(o, ctx.io.env, ops.log),
           log: ops.log,
         },
-        { clientId: o.id, name: o.name, tier: o.tier, tierFeatures: o.features },
+        {
+          clientId: o.id,
+          name: o.name,
+          tier: o.tier,
+          tierFeatures: o.features,
+          adoptExistingData: o.adoptExistingData,
+        },
       );
       if (o.json) {
         ctx.json({
@@ -55,6 +66,20 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       }
     },
   );
+
+  clients
+    .command('verify')
+    .description(
+      "check that a dedicated client's project records this client as its owner; records it for projects from before the record",
+    )
+    .requiredOption('--client <id>', 'client id')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { client: string; json?: boolean }) => {
+      const ops = ctx.operations();
+      const result = await verifyClient({ platform: ops.platform, log: ops.log }, o.client);
+      if (o.json) return ctx.json(result);
+      ctx.out(formatVerified(result));
+    });
 
   clients
     .command('show')
@@ -194,6 +219,15 @@ export function formatProvisioned(c: ClientRow, alreadyReady: boolean): string {
       ? `shared pool ${c.shared_pool_id}`
       : `project ${c.supabase_project_ref} (${c.supabase_url})`;
   return `${alreadyReady ? 'already ready' : 'ready'}: client ${c.id} "${c.name}", ${c.tier}, data in ${where}`;
+}
+
+export function formatVerified(r: VerifyResult): string {
+  if (r.hosting === 'shared') {
+    return `client ${r.clientId} lives in shared pool ${r.poolId}: the pool tells its clients apart by client_id; no owner record to verify`;
+  }
+  return r.owner === 'recorded'
+    ? `client ${r.clientId} is now recorded as the owner of project ${r.projectRef} (it had no owner record; ${r.sidekicks} sidekick(s))`
+    : `client ${r.clientId} is the recorded owner of project ${r.projectRef}`;
 }
 
 export function formatClientDescription(d: ClientDescription): string[] {

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './requests.js';
 import { OpsError } from './errors.js';
 import type { DedicatedProvisioner, ProjectHandle, ProjectKeys } from './provisioner.js';
+import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './requests.js';
 
 export const MANAGEMENT_API_URL = 'https://api.supabase.com';
 
@@ -188,6 +188,16 @@ export class ManagementApiProvisioner implements DedicatedProvisioner {
       body: { query: sql },
       retryable: !/\bCONCURRENTLY\b/i.test(sql),
     });
+  }
+
+  /** The rows of one statement: the Management API answers the query's result as a JSON array. */
+  async querySql(ref: string, sql: string): Promise<Array<Record<string, unknown>>> {
+    const rows = await this.call('POST', `/v1/projects/${encodeURIComponent(ref)}/database/query`, {
+      body: { query: sql },
+      // Only idempotent statements come here (the owner claim).
+      retryable: true,
+    });
+    return z.array(z.record(z.string(), z.unknown())).parse(rows ?? []);
   }
 
   private async call(
