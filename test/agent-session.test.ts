@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { initializeLogger, voice } from '@livekit/agents';
+import { initializeLogger, JobRequest, voice } from '@livekit/agents';
+import { Job } from '@livekit/protocol';
 import { VideoBufferType, VideoFrame } from '@livekit/rtc-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJobMetadata } from '../src/agent/metadata.js';
 import { createLLM } from '../src/agent/models.js';
-import { decideJob } from '../src/agent/request.js';
+import { decideJob, requestHandler } from '../src/agent/request.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { StillFrame } from '../src/agent/video.js';
@@ -417,6 +418,63 @@ describe('session start', () => {
       await stack.dedicated.sql.exec(`${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`);
       await stack.dedicated.postgrest.reloadSchema();
     }
+  });
+});
+
+describe("requestFunc, with LiveKit's own JobRequest", () => {
+  async function request(metadata: string, log: pino.Logger) {
+    const seen = { accepted: 0, rejected: 0 };
+    const req = new JobRequest(
+      new Job({ id: 'AJ_request_test', metadata }),
+      async () => void seen.rejected++,
+      async () => void seen.accepted++,
+    );
+    await requestHandler(runtime, log, 'sidekick')(req);
+    return seen;
+  }
+
+  it('warns about credential-like fields at any depth (Authorization included), by name only, and accepts the job', async () => {
+    const { log: captured, records, output } = captureLogs('warn');
+    const secret = 'sk-live-0123456789abcdef';
+    const seen = await request(
+      JSON.stringify({
+        client_id: A().clientId,
+        agent_slug: A().agentSlug,
+        auth: { Authorization: `Bearer ${secret}` },
+        supabase: { service_key: secret },
+      }),
+      captured,
+    );
+    expect(seen).toEqual({ accepted: 1, rejected: 0 });
+    const warned = records().find((r) => String(r.msg).includes('credential-like fields'));
+    expect(warned).toMatchObject({
+      level: 40,
+      job_id: 'AJ_request_test',
+      fields: ['auth.Authorization', 'supabase.service_key'],
+    });
+    expect(output()).not.toContain(secret);
+  });
+
+  it('rejects metadata over 64 KiB or of the wrong type, with the reason logged', async () => {
+    const { log: captured, records } = captureLogs('warn');
+    const big = JSON.stringify({
+      client_id: A().clientId,
+      agent_slug: A().agentSlug,
+      pad: 'x'.repeat(70_000),
+    });
+    expect(await request(big, captured)).toEqual({ accepted: 0, rejected: 1 });
+    expect(await request(JSON.stringify({ client_id: 12, agent_slug: 'bike-guide' }), captured)).toEqual({
+      accepted: 0,
+      rejected: 1,
+    });
+    const reasons = records()
+      .filter((r) => r.msg === 'job rejected')
+      .map((r) => r.reason);
+    expect(reasons).toEqual([
+      expect.stringContaining('over the limit of 65536 bytes (64 KiB) for job metadata'),
+      expect.stringContaining('client_id: must be a string: a uuid'),
+    ]);
+    expect(String(reasons[1])).toContain('got a number');
   });
 });
 
