@@ -107,7 +107,8 @@ function inspect(doc: object): string[] {
       }
       const at = path ? `${path}.${key}` : key;
       if (!Array.isArray(value) && isCredentialLike(key)) credentials.push(at);
-      if (child !== null && typeof child === 'object') queue.push({ value: child, path: at, depth: depth + 1 });
+      if (child !== null && typeof child === 'object')
+        queue.push({ value: child, path: at, depth: depth + 1 });
     }
   }
   return credentials;
