@@ -137,7 +137,6 @@ describe("the README's chat command", () => {
         .filter((l) => /^[A-Z_]+=/.test(l))
         .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
     );
-    expect(stack.err()).toContain('# demo documents embedded with text-embedding-3-small (1024 dimensions)');
     const champion = printed.DEMO_CHAMPION_CLIENT_ID!;
     const chat = run(
       'npm',
@@ -152,6 +151,7 @@ describe("the README's chat command", () => {
     expect(await chat.exit(), chat.err()).toBe(0);
     expect(sentToModel().some((m) => m.includes('business class is allowed for longer flights'))).toBe(true);
     expect(chat.err()).not.toMatch(/docs reembed/);
+    expect(stack.err()).toContain('# demo documents embedded with text-embedding-3-small (1024 dimensions)');
     // Ctrl-C in the terminal: the signal reaches the command's whole process group.
     stopGroup(stack.child.pid!, 'SIGINT');
     await stack.exit();
