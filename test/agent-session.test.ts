@@ -414,8 +414,21 @@ describe('session start', () => {
       await talk(prepared, 'Which flights may I book in business class?');
       expect((await prepared.close()).dropped).toBe(0);
       expect((await transcriptRows(stack.dedicated, prepared.conversationId)).length).toBe(3);
+
+      // Older still: no owner record either. Served, and the operator is told how to record it.
+      await stack.dedicated.sql.exec('ALTER TABLE project_owner RENAME TO project_owner_hidden');
+      await stack.dedicated.postgrest.reloadSchema();
+      const older = await prepareSession(fresh, metadata(C()), captured);
+      expect(older.degraded).toBe(false);
+      expect(older.plan.rag.enabled).toBe(true);
+      const told = records().find((r) => String(r.msg).includes('records no owner'));
+      expect(String(told?.msg)).toContain(`sidekick clients verify --client ${C().clientId}`);
+      await older.close();
     } finally {
-      await stack.dedicated.sql.exec(`${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`);
+      await stack.dedicated.sql.exec(
+        `ALTER TABLE IF EXISTS project_owner_hidden RENAME TO project_owner;
+         ${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`,
+      );
       await stack.dedicated.postgrest.reloadSchema();
     }
   });
