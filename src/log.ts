@@ -24,7 +24,7 @@ export const REDACTED = '[redacted]';
  * "tokens" (prompt_tokens, maxTokens) are usage counts, not secrets: only names ending in "token".
  */
 const SECRET_NAME =
-  /^key$|(?:apikey|secretkey|privatekey|rolekey|anonkey|accesskey|signingkey|token|authorization|cookie)$|jwt|secret|passw|credential/;
+  /^key$|(?:apikey|secretkey|privatekey|rolekey|servicekey|anonkey|accesskey|signingkey|token|authorization|cookie)$|jwt|secret|passw|credential/;
 
 const secretNameMemo = new Map<string, boolean>();
 const MEMO_LIMIT = 2000;

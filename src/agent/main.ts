@@ -1,6 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
-import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
+import {
+  type Config,
+  ConfigError,
+  describeConfig,
+  EnvFileError,
+  loadConfig,
+  loadEnvFile,
+} from '../config.js';
 import { rootLogger } from '../log.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
 import { waitForLiveKit } from './livekit-wait.js';
@@ -14,9 +21,11 @@ import { createRuntime, withEmbeddedPlatform } from './runtime.js';
 async function main(): Promise<void> {
   let config: Config;
   try {
+    // Job processes are forked from this one and inherit what .env set.
+    loadEnvFile();
     config = loadConfig();
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof EnvFileError) {
       console.error(err.message);
       process.exit(2);
     }

@@ -1,4 +1,6 @@
 import { Command } from 'commander';
+import { createEmbedder } from '../agent/runtime.js';
+import { type Config, ConfigError, EnvFileError, loadConfig, loadEnvFile } from '../config.js';
 import { startStackControl } from './control.js';
 import { startStack } from './stack.js';
 
@@ -44,11 +46,27 @@ if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) {
   process.exit(2);
 }
 
+// The demo documents are embedded with the embedder the worker and the CLI will use (the same
+// environment and .env): documents and queries in one model, or retrieval finds nothing.
+let config: Config;
 try {
+  loadEnvFile();
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError || err instanceof EnvFileError)) throw err;
+  console.error(err.message);
+  process.exit(2);
+}
+
+try {
+  const embedder = createEmbedder(config);
+  if (opts.seed)
+    console.error(`# demo documents embedded with ${embedder.model} (${embedder.dimensions} dimensions)`);
   const stack = await startStack({
     seed: opts.seed ?? false,
+    embedder,
     basePort,
-    serverUrl: opts.postgresUrl ?? process.env.STACK_POSTGRES_URL ?? undefined,
+    serverUrl: opts.postgresUrl ?? config.stack.postgresUrl ?? undefined,
     serverUrls: {
       platform: opts.platformPostgresUrl,
       pool: opts.poolPostgresUrl,

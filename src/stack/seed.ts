@@ -259,6 +259,9 @@ export async function seedDemo(args: {
         ],
       );
       await seedClientData({ sql: args.dedicated.sql, clientId: undefined }, spec, embedder);
+      // The project's own record of its one client (as provisioning writes it): no other client
+      // can be pointed at this project, whatever URL names it.
+      await args.dedicated.sql.query('SELECT claim_project_owner($1::uuid, true)', [c.clientId]);
     }
   }
   const clients = SPECS.map((s) => s.client);
