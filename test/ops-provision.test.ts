@@ -340,7 +340,18 @@ describe('a dedicated project belongs to one client, whatever URL names it', () 
     ];
     for (const url of spellings) {
       const r = await cli(
-        ['clients', 'create', '--name', 'Zenith', '--tier', 'champion', '--existing-project-url', url],
+        // Each refused attempt leaves a failed row named Zenith: the next one is a new client of that name.
+        [
+          'clients',
+          'create',
+          '--name',
+          'Zenith',
+          '--allow-duplicate-name',
+          '--tier',
+          'champion',
+          '--existing-project-url',
+          url,
+        ],
         keys,
       );
       expect(r.code, `${url}: ${r.stderr}`).toBe(2);
@@ -445,6 +456,7 @@ describe('a dedicated project belongs to one client, whatever URL names it', () 
         'create',
         '--name',
         'Zenith',
+        '--allow-duplicate-name',
         '--tier',
         'champion',
         '--existing-project-url',
