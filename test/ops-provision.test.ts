@@ -421,6 +421,18 @@ describe('a dedicated project belongs to one client, whatever URL names it', () 
     const own = JSON.stringify({ client_id: owner.id, agent_slug: 'planner' });
     expect(await decideJob(own, runtime, log)).toEqual({ accept: true });
 
+    // Nor do the operator's commands read or write it for the intruder.
+    for (const args of [
+      ['docs', 'list', '--client', intruder],
+      ['agents', 'list', '--client', intruder],
+    ]) {
+      const r = await cli(args, {});
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(`belongs to client ${owner.id} (its project_owner record)`);
+      expect(r.stdout).not.toContain('planner');
+    }
+    expect((await cli(['agents', 'list', '--client', owner.id], {})).stdout).toContain('planner');
+
     const verified = await cli(['clients', 'verify', '--client', intruder], {});
     expect(verified.code).toBe(2);
     expect(verified.stderr).toContain(`belongs to client ${owner.id}`);
