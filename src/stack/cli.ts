@@ -20,7 +20,7 @@ const program = new Command('stack')
   )
   .option(
     '--port <n>',
-    'gateway port of the platform; the pool and dedicated use the next two, the control endpoint the one after',
+    'gateway port of the platform; the pool and dedicated use the next two, the control endpoint the one after (0: any free ports)',
     '54321',
   )
   .option(
@@ -40,9 +40,10 @@ const opts = program.opts<{
   poolPostgresUrl?: string;
   dedicatedPostgresUrl?: string;
 }>();
+// 0: any free ports (tests, and two stacks side by side); the printed URLs say which.
 const basePort = Number(opts.port);
-if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) {
-  console.error(`--port: expected a port number, got "${opts.port}"`);
+if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65532) {
+  console.error(`--port: expected a port number (0 for any free ports), got "${opts.port}"`);
   process.exit(2);
 }
 
@@ -65,7 +66,7 @@ try {
   const stack = await startStack({
     seed: opts.seed ?? false,
     embedder,
-    basePort,
+    basePort: basePort || undefined,
     serverUrl: opts.postgresUrl ?? config.stack.postgresUrl ?? undefined,
     serverUrls: {
       platform: opts.platformPostgresUrl,
@@ -75,7 +76,7 @@ try {
   });
   const control = await startStackControl(
     { platformUrl: stack.platform.url, addDedicated: (name) => stack.addDedicated(name) },
-    { port: basePort + 3 },
+    { port: basePort ? basePort + 3 : 0 },
   ).catch(async (err: Error) => {
     await stack.stop();
     throw new Error(`the control endpoint could not listen on 127.0.0.1:${basePort + 3}: ${err.message}`);
