@@ -3,7 +3,7 @@
  * processes hold together; also what the orphan tests use to start the README's command.
  *
  *   npm run bench:start                                  (the README's command: npm start)
- *   npm run bench:start -- --settle-ms 15000 -- node dist/agent/main.js start
+ *   npm run bench:start -- --settle-ms 15000 --cwd ../other-checkout -- node dist/agent/main.js start
  *
  * Ready is what an operator waits for: the health endpoint answers (503 until LiveKit is there)
  * and the worker has said that it waits for LiveKit. Memory is the sum of VmRSS over the process
@@ -69,7 +69,7 @@ function unconfiguredEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 }
 
 /** The worker's line saying that it waits for LiveKit (src/agent/livekit-wait.ts). */
-export const WAITING_FOR_LIVEKIT = /waiting for a LiveKit server at /;
+export const WAITING_FOR_LIVEKIT = /waiting for a LiveKit server/;
 
 /**
  * Starts the command (default `npm start`) with nothing configured and resolves once it is ready:
@@ -235,16 +235,15 @@ export function describeStart(f: StartFigures): string {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  // [--settle-ms N] [--cwd DIR] [-- COMMAND ARGS...]
   const argv = process.argv.slice(2);
-  let settleMs = 10_000;
-  const i = argv.indexOf('--settle-ms');
-  if (i >= 0) {
-    settleMs = Number(argv[i + 1]);
-    argv.splice(i, 2);
-  }
-  if (argv[0] === '--') argv.shift();
-  const [command, ...args] = argv.length ? argv : ['npm', 'start'];
-  const figures = await measureStart({ command, args, settleMs });
+  const dashes = argv.indexOf('--');
+  const flags = dashes >= 0 ? argv.slice(0, dashes) : argv;
+  const flag = (name: string) => (flags.includes(name) ? flags[flags.indexOf(name) + 1] : undefined);
+  const settleMs = Number(flag('--settle-ms') ?? 10_000);
+  const cwd = flag('--cwd');
+  const [command, ...args] = dashes >= 0 ? argv.slice(dashes + 1) : ['npm', 'start'];
+  const figures = await measureStart({ command, args, settleMs, ...(cwd ? { cwd } : {}) });
   console.log(`\`${[command, ...args].join(' ')}\` with nothing configured: ${describeStart(figures)}`);
   for (const p of figures.processes)
     console.log(`  ${String(p.rssMb).padStart(5)} MB  ${p.pid}  ${p.command}`);

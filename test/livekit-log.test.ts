@@ -52,7 +52,8 @@ describe("LiveKit's own log lines", () => {
   it('while no LiveKit server answers: one line with the URL and how to start one, no stack trace per retry', () => {
     const out = capture();
     const ours = createRootLogger({ level: 'info', destination: out.destination });
-    const notice = new LiveKitConnectionNotice('ws://localhost:7880', ours);
+    let registrations = 0;
+    const notice = new LiveKitConnectionNotice('ws://localhost:7880', ours, () => registrations++);
     undo = routeLiveKitLogs(liveKitLogger('info', notice, { destination: out.destination }));
     initializeLogger({ pretty: false, level: 'info' });
     for (let n = 1; n <= 5; n++) failedAttempt(refused(), n);
@@ -64,8 +65,11 @@ describe("LiveKit's own log lines", () => {
     );
     expect(out.text()).not.toMatch(/\bat .*\.(js|ts):\d+/); // no stack
 
-    // Connected, then the server goes away: said once again, as a lost connection.
+    // Connected (the worker warms the embedded platform then), then the server goes away: said
+    // once again, as a lost connection.
+    expect(registrations).toBe(0);
     liveKitLog().child({ id: 'AW_1' }).info('registered worker');
+    expect(registrations).toBe(1);
     for (let n = 1; n <= 3; n++) failedAttempt(refused(), n);
     const after = out.records().slice(1);
     expect(after.map((l) => l.msg)).toEqual([

@@ -42,6 +42,8 @@ export class LiveKitConnectionNotice {
   constructor(
     private readonly url: string,
     private readonly log: Logger,
+    /** Called each time the worker registers with LiveKit (jobs can come from then on). */
+    private readonly onConnected: () => void = () => {},
   ) {}
 
   attemptFailed(error: unknown): void {
@@ -79,5 +81,6 @@ export class LiveKitConnectionNotice {
   connected(): void {
     this.told = false;
     this.connectedBefore = true;
+    this.onConnected();
   }
 }

@@ -55,7 +55,14 @@ async function main(): Promise<void> {
   const runtime = createRuntime(config, log);
   // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
   // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
-  routeLiveKitLogs(liveKitLogger(config.logLevel, new LiveKitConnectionNotice(config.livekit.url, log)));
+  // Once LiveKit takes the worker, jobs can come: the embedded platform (lazy) starts then, so the
+  // first job's lookup does not wait for it (and time out under load).
+  const warmPlatform = () =>
+    void embedded.stack?.platform.sql.query('SELECT 1').catch((err: unknown) => {
+      log.error({ err }, 'the embedded platform database did not start');
+    });
+  const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
+  routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
   void reportReady(config.healthPort, log);
   cli.runApp(
     new ServerOptions({

@@ -73,6 +73,8 @@ export async function withEmbeddedPlatform(
     // Each database starts when a session (or a command) first needs it: the platform at the
     // first job, the pool at the first adventurer's, the demo champion's project at its first.
     lazy: true,
+    onProjectStarted: (name, ms) =>
+      log.info({ project: name, startup_ms: Math.round(ms) }, `embedded ${name} database started`),
     serverUrl: config.stack.postgresUrl ?? undefined,
     embedder: createEmbedder(config),
   });

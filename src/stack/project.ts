@@ -40,6 +40,8 @@ export interface ProjectOptions {
   lazy?: boolean;
   /** Runs once on the new database, after its migrations and before PostgREST serves it (seeding). */
   onStart?: (sql: SqlExecutor) => Promise<void>;
+  /** Called once the database and PostgREST are up, with how long that took. */
+  onStarted?: (ms: number) => void;
 }
 
 /** Local-only password of the `authenticator` role (migrations/local); never used against a real project. */
@@ -53,8 +55,13 @@ export async function startProject(opts: ProjectOptions): Promise<LocalProject> 
   let booting: Promise<Backend> | undefined;
   let started: Backend | undefined;
   const boot = () => {
+    const t0 = performance.now();
     booting ??= startBackend(opts, keys).then(
-      (backend) => (started = backend),
+      (backend) => {
+        started = backend;
+        opts.onStarted?.(performance.now() - t0);
+        return backend;
+      },
       (err: unknown) => {
         booting = undefined; // a lazy project tries again on the next request
         throw err;

@@ -22,6 +22,8 @@ export interface StackOptions {
    * and holds only the databases that sessions have needed so far.
    */
   lazy?: boolean;
+  /** Called as each project's database and PostgREST are up (with `lazy`: on first use). */
+  onProjectStarted?: (name: string, ms: number) => void;
 }
 
 export interface LocalStack {
@@ -50,9 +52,10 @@ export const SHARED_POOL_NAME = 'adventurer_pool';
 export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
   const t0 = performance.now();
   const port = (i: number) => (opts.basePort ? opts.basePort + i : undefined);
-  const on = (name: 'platform' | 'pool' | 'dedicated') => ({
-    serverUrl: opts.serverUrls?.[name] ?? opts.serverUrl,
+  const on = (server: 'platform' | 'pool' | 'dedicated', name: string = server) => ({
+    serverUrl: opts.serverUrls?.[server] ?? opts.serverUrl,
     onLog: opts.onLog,
+    onStarted: (ms: number) => opts.onProjectStarted?.(name, ms),
   });
   // Each project's demo data goes in as it starts (now, or on its first request when lazy);
   // the platform's records need only the other projects' URLs and keys.
@@ -124,7 +127,7 @@ export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
       demo,
       startupMs: performance.now() - t0,
       async addDedicated(name = `dedicated-${extra.length + 2}`) {
-        const p = await startProject({ ...on('dedicated'), name, kind: 'dedicated' });
+        const p = await startProject({ ...on('dedicated', name), name, kind: 'dedicated' });
         extra.push(p);
         return p;
       },
