@@ -196,6 +196,8 @@ function prettyDestination(target: DestinationStream | undefined, colorize: bool
   const format = prettyFactory({
     translateTime: 'SYS:HH:MM:ss.l',
     ignore: 'hostname',
+    // Fields on the message's line (a config object would otherwise take 50); stacks stay multi-line.
+    singleLine: true,
     ...(colorize === undefined ? {} : { colorize }),
   });
   const out = target ?? pino.destination({ dest: 1, sync: true });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Embedder } from '../context/embeddings.js';
+import { pgliteTemplate } from './pglite-template.js';
 import { type LocalProject, startProject } from './project.js';
 import { type DemoClients, demoClients, registerDemoClients, seedDemoData } from './seed.js';
 import type { SqlExecutor } from './sql.js';
@@ -116,6 +117,19 @@ export async function startStack(opts: StackOptions = {}): Promise<LocalStack> {
   const stop = async () => {
     await Promise.all([platform, pool, dedicated, ...extra].map((p) => p.stop()));
   };
+  if (lazy) {
+    // Templates missing (the first start after an install) are built now, one after the other in
+    // a child process each, so that a project's first request does not wait for one.
+    void (async () => {
+      for (const [server, kind] of [
+        ['platform', 'platform'],
+        ['pool', 'shared_pool'],
+        ['dedicated', 'dedicated'],
+      ] as const) {
+        if (!on(server).serverUrl) await pgliteTemplate(kind);
+      }
+    })().catch(() => {}); // a template that cannot be built now is built (or skipped) on first use
+  }
   try {
     if (!lazy) await register(platform.sql);
     const demo: DemoClients | undefined = opts.seed ? demoClients() : undefined;
