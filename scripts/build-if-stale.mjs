@@ -4,8 +4,9 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** The newest modification time of the files under `dir` (0 when there are none). */
 function newest(dir, filter = () => true) {
@@ -34,6 +35,11 @@ const built = newest(join(root, 'dist'), (name) => name.endsWith('.js'));
 
 if (built < inputs) {
   console.error(built === 0 ? '# building dist/' : '# src/ changed since the last build: rebuilding dist/');
-  const tsc = spawnSync('tsc', ['-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit', shell: false });
+  // The project's TypeScript (npm puts node_modules/.bin first on PATH; this works without npm too).
+  const tsc = spawnSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (tsc.error) console.error(`# cannot run tsc (${tsc.error.message}): run npm ci first`);
   process.exit(tsc.status ?? 1);
 }
