@@ -10,6 +10,7 @@ import {
 } from '@livekit/rtc-node';
 import { loadConfig, loadEnvFile } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
+import { routeLiveKitLogs } from './livekit-log.js';
 import { parseJobMetadata } from './metadata.js';
 import { createLLM, createVoiceModels } from './models.js';
 import { createRuntime, type WorkerRuntime } from './runtime.js';
@@ -28,6 +29,9 @@ class UserVideo implements FrameSource {
     return this.sampler?.latest();
   }
 }
+
+// LiveKit's lines in the job process in the same format as ours (livekit-log.ts).
+routeLiveKitLogs(rootLogger);
 
 export default defineAgent<ProcessData>({
   // Runs once in every job process, before it takes a job: what every job needs.

@@ -10,7 +10,9 @@ import {
 } from '../config.js';
 import { rootLogger } from '../log.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
-import { waitForLiveKit } from './livekit-wait.js';
+import { treeFootprint } from './footprint.js';
+import { liveKitLogger, routeLiveKitLogs } from './livekit-log.js';
+import { LiveKitConnectionNotice } from './livekit-wait.js';
 import { requestHandler } from './request.js';
 import { createRuntime, withEmbeddedPlatform } from './runtime.js';
 
@@ -60,9 +62,17 @@ async function main(): Promise<void> {
     );
   }
   const runtime = createRuntime(config, log);
-  // Only says what the worker waits for; the worker itself keeps retrying, with its health
-  // endpoint up (503 until connected) so probes see a live process that is not ready yet.
-  void waitForLiveKit(config.livekit.url, log);
+  // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
+  // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
+  // Once LiveKit takes the worker, jobs can come: the embedded platform (lazy) starts then, so the
+  // first job's lookup does not wait for it (and time out under load).
+  const warmPlatform = () =>
+    void embedded.stack?.platform.sql.query('SELECT 1').catch((err: unknown) => {
+      log.error({ err }, 'the embedded platform database did not start');
+    });
+  const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
+  routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
+  void reportReady(config.healthPort, log);
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -82,8 +92,31 @@ async function main(): Promise<void> {
       // grace period (LiveKit's default, 60 s, would cut a longer one short).
       shutdownProcessTimeout: config.transcripts.graceMs + 15_000,
       maxRetry: Number.MAX_SAFE_INTEGER,
+      // The embedded default is local work: a job process (about 200 MB each) is started when a
+      // job comes, as LiveKit's dev mode does, instead of min(cores, 4) kept idle. LiveKit reads 0
+      // as "its default", so "none" is any number below 1.
+      ...(embedded.stack ? { numIdleProcesses: -1 } : {}),
     }),
   );
+}
+
+/** One line once the health endpoint answers: how long the start took and what it holds. */
+async function reportReady(port: number, log: typeof rootLogger): Promise<void> {
+  const until = Date.now() + 120_000;
+  while (Date.now() < until) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) });
+      const { rssMb, processes } = treeFootprint();
+      const seconds = (performance.now() / 1000).toFixed(1);
+      log.info(
+        { ready_ms: Math.round(performance.now()), rss_mb: rssMb, processes, health_port: port },
+        `worker ready in ${seconds} s, ${rssMb} MB resident in ${processes} processes; health on port ${port} (503 until LiveKit takes the worker)`,
+      );
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 await main();
