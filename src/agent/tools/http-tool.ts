@@ -112,78 +112,101 @@ export function asToolOutput(shown: string): unknown {
   }
 }
 
-export function httpTool(spec: HttpTool, deps: ToolDeps): llm.FunctionTool {
+/**
+ * One call of a tool, as a session makes it and as `sidekick agents tools test` makes it: the
+ * record of it (for the transcript) and what the model gets, or the short error it gets instead.
+ */
+export async function callHttpTool(
+  spec: HttpTool,
+  args: Record<string, unknown>,
+  deps: Omit<ToolDeps, 'onCall'>,
+  call: { callId: string; signal?: AbortSignal; onSlow?: () => void },
+): Promise<{ record: ToolCallRecord; output?: unknown; error?: string }> {
   const secretValue = spec.secret ? deps.secrets.get(spec.secret.name) : undefined;
   const secretHeaders =
     spec.secret && secretValue ? { [spec.secret.header]: `${spec.secret.prefix}${secretValue}` } : undefined;
-  const known = secretValue ? [secretValue] : [];
+  const started = performance.now();
+  const body = JSON.stringify({
+    tool: spec.name,
+    call_id: call.callId,
+    conversation_id: deps.conversationId(),
+    arguments: args,
+  });
+  const done = (
+    r: Omit<ToolCallRecord, 'tool' | 'kind' | 'callId' | 'arguments' | 'latencyMs'>,
+  ): ToolCallRecord => ({
+    tool: spec.name,
+    kind: 'http',
+    callId: call.callId,
+    arguments: args,
+    latencyMs: Math.round(performance.now() - started),
+    ...r,
+  });
+  // The filler covers a slow call: said once, only if the answer is not back by then.
+  const slow = spec.filler && call.onSlow ? setTimeout(call.onSlow, spec.filler.after_ms) : undefined;
+  let res: OutboundResponse;
+  try {
+    res = await deps.outbound.request(spec.endpoint.url, {
+      method: spec.endpoint.method,
+      headers: spec.endpoint.headers,
+      ...(secretHeaders ? { secretHeaders } : {}),
+      body,
+      timeoutMs: spec.timeout_ms,
+      maxBytes: MAX_RESPONSE_BYTES,
+      signWith: deps.signing,
+      ...(call.signal ? { signal: call.signal } : {}),
+    });
+  } catch (err) {
+    if (!(err instanceof OutboundError)) throw err;
+    const { status, message } = shortError(spec.name, err, spec.timeout_ms);
+    return { record: done({ status, shown: message, truncated: false }), error: message };
+  } finally {
+    clearTimeout(slow);
+  }
+  const seen = visibleResponse(res, spec.response);
+  const shown = scrub(seen.text, secretValue ? [secretValue] : []);
+  if (res.status >= 500) {
+    const message = `The ${spec.name} service failed (HTTP ${res.status}).`;
+    return {
+      record: done({ status: 'error', httpStatus: res.status, shown: message, truncated: false }),
+      error: message,
+    };
+  }
+  if (res.status >= 400) {
+    // A client error usually says what is wrong ("no such order"): the model may repeat it.
+    const message = `The ${spec.name} service refused the request (HTTP ${res.status}): ${shown}`;
+    return {
+      record: done({ status: 'error', httpStatus: res.status, shown: message, truncated: seen.truncated }),
+      error: message,
+    };
+  }
+  return {
+    record: done({ status: 'ok', httpStatus: res.status, shown, truncated: seen.truncated }),
+    output: asToolOutput(shown),
+  };
+}
+
+export function httpTool(spec: HttpTool, deps: ToolDeps): llm.FunctionTool {
   return llm.tool({
     name: spec.name,
     description: spec.description,
     // JSON Schema goes to the model unchanged; agents-js validates only zod schemas.
     parameters: spec.parameters as object,
     execute: async (args: Record<string, unknown>, { ctx, toolCallId, abortSignal }) => {
-      const started = performance.now();
-      const body = JSON.stringify({
-        tool: spec.name,
-        call_id: toolCallId,
-        conversation_id: deps.conversationId(),
-        arguments: args ?? {},
+      const { record, output, error } = await callHttpTool(spec, args ?? {}, deps, {
+        callId: toolCallId,
+        signal: abortSignal,
+        onSlow: () => {
+          try {
+            ctx.session.say(spec.filler!.text);
+          } catch {
+            // A session that is closing says nothing more.
+          }
+        },
       });
-      const record = (r: Omit<ToolCallRecord, 'tool' | 'kind' | 'callId' | 'arguments' | 'latencyMs'>) =>
-        deps.onCall({
-          tool: spec.name,
-          kind: 'http',
-          callId: toolCallId,
-          arguments: args ?? {},
-          latencyMs: Math.round(performance.now() - started),
-          ...r,
-        });
-      // The filler covers a slow call: said once, only if the answer is not back by then.
-      const filler = spec.filler
-        ? setTimeout(() => {
-            try {
-              ctx.session.say(spec.filler!.text);
-            } catch {
-              // A session that is closing says nothing more.
-            }
-          }, spec.filler.after_ms)
-        : undefined;
-      let res: OutboundResponse;
-      try {
-        res = await deps.outbound.request(spec.endpoint.url, {
-          method: spec.endpoint.method,
-          headers: spec.endpoint.headers,
-          ...(secretHeaders ? { secretHeaders } : {}),
-          body,
-          timeoutMs: spec.timeout_ms,
-          maxBytes: MAX_RESPONSE_BYTES,
-          signWith: deps.signing,
-          signal: abortSignal,
-        });
-      } catch (err) {
-        if (!(err instanceof OutboundError)) throw err;
-        const { status, message } = shortError(spec.name, err, spec.timeout_ms);
-        record({ status, shown: message, truncated: false });
-        throw new llm.ToolError(message);
-      } finally {
-        clearTimeout(filler);
-      }
-      const seen = visibleResponse(res, spec.response);
-      const shown = scrub(seen.text, known);
-      if (res.status >= 500) {
-        const message = `The ${spec.name} service failed (HTTP ${res.status}).`;
-        record({ status: 'error', httpStatus: res.status, shown: message, truncated: false });
-        throw new llm.ToolError(message);
-      }
-      if (res.status >= 400) {
-        // A client error usually says what is wrong ("no such order"): the model may repeat it.
-        const message = `The ${spec.name} service refused the request (HTTP ${res.status}): ${shown}`;
-        record({ status: 'error', httpStatus: res.status, shown: message, truncated: seen.truncated });
-        throw new llm.ToolError(message);
-      }
-      record({ status: 'ok', httpStatus: res.status, shown, truncated: seen.truncated });
-      return asToolOutput(shown);
+      deps.onCall(record);
+      if (error !== undefined) throw new llm.ToolError(error);
+      return output;
     },
   });
 }
