@@ -5,8 +5,10 @@
  * the README says) and an MCP server built with the official SDK, through the outbound guard.
  */
 
+import { Readable } from 'node:stream';
 import { initializeLogger, voice } from '@livekit/agents';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runChat } from '../src/agent/chat.js';
 import { parseJobMetadata } from '../src/agent/metadata.js';
 import { createLLM } from '../src/agent/models.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
@@ -391,6 +393,26 @@ describe('end_call', () => {
     expect(said.at(-1)).toBe('Goodbye, and ride safe!');
     expect(closed).toBe(true);
     expect((await toolTurns(prepared)).map((t) => t.metadata.tool)).toEqual(['end_call']);
+  });
+
+  it('`sidekick chat` ends when the sidekick ends the conversation', async () => {
+    await setTools(A(), {});
+    openai.setResponder((req) => {
+      const last = req.messages.at(-1)!;
+      if (last.role === 'tool') return 'Goodbye!';
+      return messageText(last).includes('bye')
+        ? { toolCalls: [{ name: 'end_call', arguments: {} }] }
+        : 'Anything else?';
+    });
+    let out = '';
+    const result = await runChat(runtime, metadata(A()), captureLogs().log, {
+      input: Readable.from(["that's all, bye\n", 'one more thing\n']),
+      output: { write: (s: string) => (out += s) },
+    });
+    expect(out).toContain(': Goodbye!');
+    expect(out).toContain('# the sidekick ended the conversation');
+    expect(out).not.toContain('Anything else?');
+    expect(result.turns).toBe(1);
   });
 });
 
