@@ -14,6 +14,7 @@ import { chatCommand } from './commands/chat.js';
 import { clientCommands } from './commands/clients.js';
 import { docsCommands } from './commands/docs.js';
 import { EXIT_CODES_HELP, exitCodeFor } from './commands/exit-codes.js';
+import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
 import { ConfigError, EnvFileError, loadEnvFile } from './config.js';
 
@@ -33,12 +34,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
 Environment (and .env in the working directory, under the environment): PLATFORM_SUPABASE_URL and
 PLATFORM_SUPABASE_SERVICE_ROLE_KEY (the platform project),
 SUPABASE_ACCESS_TOKEN (+ --organization or SUPABASE_ORGANIZATION_SLUG) for new dedicated projects,
-embedding settings (EMBEDDING_*, OPENAI_*) for docs add. \`npm run stack -- --seed\` prints a local set.
+embedding settings (EMBEDDING_*, OPENAI_*) for docs add, SECRETS_KEY for secrets and tools. \`npm run stack -- --seed\` prints a local set.
 ${EXIT_CODES_HELP}`,
     );
   clientCommands(program, ctx);
   agentCommands(program, ctx);
   docsCommands(program, ctx);
+  secretsCommands(program, ctx);
   chatCommand(program, ctx);
   // The contract holds for every command: each one's --help says it.
   const withContract = (cmd: Command): void => {

@@ -8,6 +8,8 @@ import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
+import { Allowlist } from './outbound/addresses.js';
+import { decodeKey } from './secrets/keyring.js';
 
 /** What each variable is; shown next to every problem with it. Order = order of the report. */
 const VARIABLE_HELP = {
@@ -42,6 +44,12 @@ const VARIABLE_HELP = {
   TRANSCRIPT_BATCH_SIZE: 'transcript turns written per insert',
   TRANSCRIPT_MAX_BUFFERED: 'most transcript turns held in memory awaiting a write',
   TRANSCRIPT_GRACE_MS: 'how long after a session ends its buffered turns are still retried, in milliseconds',
+  SECRETS_KEY:
+    "the key clients' secrets are encrypted with: 32 random bytes, base64 (openssl rand -base64 32); unset = sessions get no client tools",
+  SECRETS_OLD_KEYS:
+    'earlier SECRETS_KEY values, comma-separated, still used to decrypt while a key is rotated (then `sidekick secrets rekey`)',
+  OUTBOUND_ALLOWLIST:
+    'hosts and CIDRs that tools may call although they are not public addresses (local work, tests), e.g. localhost,127.0.0.0/8',
   HEALTH_PORT: "port of LiveKit's worker health server (GET / is 200 while connected)",
   LOG_LEVEL: `one of ${LOG_LEVELS.join(', ')}`,
   NODE_ENV: 'development, production or test',
@@ -113,6 +121,15 @@ export interface Config {
     readonly batchSize: number;
     readonly maxBuffered: number;
     readonly graceMs: number;
+  };
+  readonly secrets: {
+    /** base64 of 32 bytes; null = no key (client tools are off). */
+    readonly key: string | null;
+    readonly oldKeys: readonly string[];
+  };
+  readonly outbound: {
+    /** OUTBOUND_ALLOWLIST's entries (checked here; parsed again by Allowlist where it is used). */
+    readonly allowlist: readonly string[];
   };
   readonly healthPort: number;
   readonly logLevel: LogLevel;
@@ -214,6 +231,42 @@ const oneOf = <const T extends readonly string[]>(values: T, fallback?: T[number
 
 const HOUR_MS = 3_600_000;
 
+/** Secrets keys are never echoed. */
+const keys = (many: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return [];
+      const values = many
+        ? v
+            .split(',')
+            .map((k) => k.trim())
+            .filter(Boolean)
+        : [v];
+      for (const [i, value] of values.entries()) {
+        const decoded = decodeKey(value);
+        if ('problem' in decoded) {
+          ctx.addIssue(many ? `key ${i + 1} ${decoded.problem}` : decoded.problem);
+          return z.NEVER;
+        }
+      }
+      return values;
+    });
+
+const allowlist = () =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      try {
+        return Allowlist.parse(v).entries;
+      } catch (err) {
+        ctx.addIssue((err as Error).message);
+        return z.NEVER;
+      }
+    });
+
 const schema = z.object({
   PLATFORM_SUPABASE_URL: url(['http', 'https']),
   PLATFORM_SUPABASE_SERVICE_ROLE_KEY: optionalText(),
@@ -247,6 +300,9 @@ const schema = z.object({
   TRANSCRIPT_BATCH_SIZE: int(50, 1, 1000),
   TRANSCRIPT_MAX_BUFFERED: int(5000, 1),
   TRANSCRIPT_GRACE_MS: int(30_000, 0, HOUR_MS),
+  SECRETS_KEY: keys(false),
+  SECRETS_OLD_KEYS: keys(true),
+  OUTBOUND_ALLOWLIST: allowlist(),
   // 0 = any free port (tests).
   HEALTH_PORT: int(8081, 0, 65_535),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
@@ -434,6 +490,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxBuffered: v.TRANSCRIPT_MAX_BUFFERED,
       graceMs: v.TRANSCRIPT_GRACE_MS,
     },
+    secrets: { key: v.SECRETS_KEY[0] ?? null, oldKeys: v.SECRETS_OLD_KEYS },
+    outbound: { allowlist: v.OUTBOUND_ALLOWLIST },
     healthPort: v.HEALTH_PORT,
     logLevel: v.LOG_LEVEL ?? 'info',
     nodeEnv: v.NODE_ENV ?? 'development',
@@ -462,6 +520,7 @@ export function describeConfig(config: Config): Config {
     platform: platform.mode === 'remote' ? { ...platform, serviceRoleKey: REDACTED } : platform,
     stack: { postgresUrl: withoutPassword(config.stack.postgresUrl) },
     livekit: { ...config.livekit, apiKey: REDACTED, apiSecret: REDACTED },
+    secrets: { key: secret(config.secrets.key), oldKeys: config.secrets.oldKeys.map(() => REDACTED) },
     openai: { apiKey: secret(config.openai.apiKey), baseUrl: withoutPassword(config.openai.baseUrl) },
     embeddings:
       embeddings.provider === 'openai'

@@ -21,6 +21,9 @@ function configError(env: NodeJS.ProcessEnv): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
+const SECRETS_KEY_EXAMPLE = Buffer.alloc(32, 7).toString('base64');
+const OLD_KEY_EXAMPLE = Buffer.alloc(32, 9).toString('base64');
+
 describe('loadConfig', () => {
   it('runs with an empty environment: embedded stack, livekit --dev defaults, local embeddings', () => {
     const config = loadConfig({});
@@ -46,6 +49,8 @@ describe('loadConfig', () => {
         recallMatchCount: 3,
       },
       transcripts: { batchSize: 50, maxBuffered: 5000, graceMs: 30_000 },
+      secrets: { key: null, oldKeys: [] },
+      outbound: { allowlist: [] },
       healthPort: 8081,
       logLevel: 'info',
       nodeEnv: 'development',
@@ -92,6 +97,9 @@ describe('loadConfig', () => {
       TRANSCRIPT_BATCH_SIZE: '20',
       TRANSCRIPT_MAX_BUFFERED: '100',
       TRANSCRIPT_GRACE_MS: '0',
+      SECRETS_KEY: SECRETS_KEY_EXAMPLE,
+      SECRETS_OLD_KEYS: ` ${OLD_KEY_EXAMPLE} `,
+      OUTBOUND_ALLOWLIST: 'localhost, 127.0.0.0/8',
       HEALTH_PORT: '0',
       LOG_LEVEL: 'debug',
       NODE_ENV: 'production',
@@ -124,6 +132,8 @@ describe('loadConfig', () => {
         recallMatchCount: 2,
       },
       transcripts: { batchSize: 20, maxBuffered: 100, graceMs: 0 },
+      secrets: { key: SECRETS_KEY_EXAMPLE, oldKeys: [OLD_KEY_EXAMPLE] },
+      outbound: { allowlist: ['localhost', '127.0.0.0/8'] },
       healthPort: 0,
       logLevel: 'debug',
       nodeEnv: 'production',

@@ -210,7 +210,9 @@ describe('platform: clients and shared pools', () => {
         `SELECT relname AS name FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1`,
       )
     ).map((t) => t.name);
-    expect(tables).toEqual(expect.arrayContaining(['clients', 'shared_pool_config', 'work_items']));
+    expect(tables).toEqual(
+      expect.arrayContaining(['clients', 'shared_pool_config', 'work_items', 'client_secrets']),
+    );
     const functions = await db.sql.query<{ name: string; call: string }>(
       `SELECT p.proname AS name,
               format('SELECT %I(%s)', p.proname, (SELECT string_agg('NULL::' || format_type(t, NULL), ', ')

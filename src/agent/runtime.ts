@@ -2,8 +2,12 @@ import type { Logger } from 'pino';
 import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
+import { Allowlist, OutboundClient } from '../outbound/index.js';
+import { SecretsKeyring } from '../secrets/keyring.js';
+import { ClientSecretStore } from '../secrets/store.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
+import { createSupabase } from '../tenancy/supabase.js';
 
 /**
  * What a process builds once: config, the client directory and its connections, the embedder.
@@ -15,6 +19,10 @@ export interface WorkerRuntime {
   log: Logger;
   connections: ClientConnectionManager;
   embedder: Embedder;
+  /** Every call to a URL a client wrote (tools, MCP servers) goes through it. */
+  outbound: OutboundClient;
+  /** Clients' secrets (platform database); null without SECRETS_KEY: sessions get no client tools. */
+  secrets: ClientSecretStore | null;
 }
 
 export function createEmbedder(config: Config): Embedder {
@@ -31,7 +39,7 @@ export function createEmbedder(config: Config): Embedder {
 export function createRuntime(
   config: Config,
   log: Logger,
-  overrides: { embedder?: Embedder } = {},
+  overrides: { embedder?: Embedder; outbound?: OutboundClient } = {},
 ): WorkerRuntime {
   if (config.platform.mode !== 'remote') {
     throw new Error(
@@ -46,11 +54,21 @@ export function createRuntime(
     maxProjects: config.tenancy.maxCachedConnections,
     warn: (msg, fields) => log.warn(fields, msg),
   });
+  const keyring = SecretsKeyring.from(config.secrets);
   return {
     config,
     log,
     connections,
     embedder: overrides.embedder ?? createEmbedder(config),
+    outbound:
+      overrides.outbound ??
+      new OutboundClient({ allowlist: Allowlist.parse(config.outbound.allowlist.join(',')) }),
+    secrets: keyring
+      ? new ClientSecretStore(
+          createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
+          keyring,
+        )
+      : null,
   };
 }
 

@@ -7,6 +7,7 @@ import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
+import { prepareSessionTools, toolTurn } from './tools/session-tools.js';
 import type { FrameSource } from './video.js';
 
 /** One session, planned and wired, ready to be started in a room, a terminal or a test. */
@@ -54,6 +55,7 @@ export async function prepareSession(
       video: plan.video,
       rag: plan.rag,
       voice: plan.voice,
+      tools: plan.tools.reason,
       degraded,
     },
     'session planned',
@@ -91,8 +93,16 @@ export async function prepareSession(
     maxBuffered: config.transcripts.maxBuffered,
     graceMs: config.transcripts.graceMs,
   });
+  const tools = await prepareSessionTools(plan, {
+    outbound: runtime.outbound,
+    secrets: runtime.secrets,
+    log,
+    conversationId: () => transcripts.conversationId,
+    onCall: (call) => transcripts.add(toolTurn(call)),
+  });
   const agent = new Sidekick({
     plan,
+    tools: tools.entries,
     context,
     userId: metadata.userId,
     conversationId,
@@ -123,6 +133,7 @@ export async function prepareSession(
       });
     },
     async close() {
+      await tools.close();
       const stats = await transcripts.close();
       log.info({ written: stats.written, dropped: stats.dropped }, 'session transcripts closed');
       return { written: stats.written, dropped: stats.dropped };
