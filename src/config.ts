@@ -3,6 +3,8 @@
  * one ConfigError, each with what to set, so an operator fixes the environment in one pass.
  */
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
 
@@ -39,6 +41,9 @@ const VARIABLE_HELP = {
   TRANSCRIPT_BATCH_SIZE: 'transcript turns written per insert',
   TRANSCRIPT_MAX_BUFFERED: 'most transcript turns held in memory awaiting a write',
   TRANSCRIPT_GRACE_MS: 'how long after a session ends its buffered turns are still retried, in milliseconds',
+  TRANSCRIPT_SPOOL_DIR:
+    'where turns not written by session end are kept when the platform database is unreachable too (a local directory)',
+  RETENTION_SWEEP_INTERVAL_S: 'how often the worker sweeps expired transcripts, in seconds; 0 = never',
   HEALTH_PORT: "port of LiveKit's worker health server (GET / is 200 while connected)",
   LOG_LEVEL: `one of ${LOG_LEVELS.join(', ')}`,
   NODE_ENV: 'development, production or test',
@@ -110,6 +115,11 @@ export interface Config {
     readonly batchSize: number;
     readonly maxBuffered: number;
     readonly graceMs: number;
+    readonly spoolDir: string;
+  };
+  readonly retention: {
+    /** 0: the worker never sweeps (run `sidekick retention run` instead). */
+    readonly sweepIntervalS: number;
   };
   readonly healthPort: number;
   readonly logLevel: LogLevel;
@@ -244,6 +254,8 @@ const schema = z.object({
   TRANSCRIPT_BATCH_SIZE: int(50, 1, 1000),
   TRANSCRIPT_MAX_BUFFERED: int(5000, 1),
   TRANSCRIPT_GRACE_MS: int(30_000, 0, HOUR_MS),
+  TRANSCRIPT_SPOOL_DIR: text(join(tmpdir(), 'sidekick-transcript-spool')),
+  RETENTION_SWEEP_INTERVAL_S: int(3600, 0, 7 * 24 * 3600),
   // 0 = any free port (tests).
   HEALTH_PORT: int(8081, 0, 65_535),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
@@ -362,7 +374,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       batchSize: v.TRANSCRIPT_BATCH_SIZE,
       maxBuffered: v.TRANSCRIPT_MAX_BUFFERED,
       graceMs: v.TRANSCRIPT_GRACE_MS,
+      spoolDir: v.TRANSCRIPT_SPOOL_DIR,
     },
+    retention: { sweepIntervalS: v.RETENTION_SWEEP_INTERVAL_S },
     healthPort: v.HEALTH_PORT,
     logLevel: v.LOG_LEVEL ?? 'info',
     nodeEnv: v.NODE_ENV ?? 'development',

@@ -4,6 +4,9 @@ import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
+import { createSupabase } from '../tenancy/supabase.js';
+import { WorkQueue, workerIdentity } from '../work/queue.js';
+import { TranscriptSpool } from '../work/spool.js';
 
 /**
  * What a process builds once: config, the client directory and its connections, the embedder.
@@ -15,6 +18,10 @@ export interface WorkerRuntime {
   log: Logger;
   connections: ClientConnectionManager;
   embedder: Embedder;
+  /** The platform's durable work queue: post-session work, webhooks, spooled turns. */
+  work: WorkQueue;
+  /** Where a session's unwritten turns go at its end (the work queue, or a local file). */
+  spool: TranscriptSpool;
 }
 
 export function createEmbedder(config: Config): Embedder {
@@ -31,7 +38,7 @@ export function createEmbedder(config: Config): Embedder {
 export function createRuntime(
   config: Config,
   log: Logger,
-  overrides: { embedder?: Embedder } = {},
+  overrides: { embedder?: Embedder; work?: WorkQueue } = {},
 ): WorkerRuntime {
   if (config.platform.mode !== 'remote') {
     throw new Error(
@@ -46,11 +53,19 @@ export function createRuntime(
     maxProjects: config.tenancy.maxCachedConnections,
     warn: (msg, fields) => log.warn(fields, msg),
   });
+  const work =
+    overrides.work ??
+    new WorkQueue(
+      createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
+      workerIdentity(),
+    );
   return {
     config,
     log,
     connections,
     embedder: overrides.embedder ?? createEmbedder(config),
+    work,
+    spool: new TranscriptSpool({ queue: work, dir: config.transcripts.spoolDir, log }),
   };
 }
 
