@@ -2,7 +2,11 @@ import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
 import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
 import { rootLogger } from '../log.js';
+import { PlatformAdmin } from '../ops/platform.js';
+import { OutboundClient } from '../outbound/index.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
+import { startBackgroundWork } from '../work/background.js';
+import { outboundTransport, signingSecretsFrom } from '../work/webhook-outbound.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
 import { createRuntime, withEmbeddedPlatform } from './runtime.js';
@@ -51,6 +55,17 @@ async function main(): Promise<void> {
     );
   }
   const runtime = createRuntime(config, log);
+  if (config.platform.mode !== 'remote') throw new Error('unreachable: the embedded stack sets the platform');
+  // Post-session work, webhooks and spooled turns of every worker's sessions; the retention sweep.
+  const background = startBackgroundWork(runtime, {
+    platform: PlatformAdmin.connect(config.platform.url, config.platform.serviceRoleKey),
+    transport: outboundTransport(new OutboundClient()),
+    // The secrets store (SECRETS_KEY) signs reports; until it is configured none are sent.
+    secrets: signingSecretsFrom(null),
+  });
+  // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
+  // items, and what it was doing resumes on another worker once its lease expires.
+  process.once('SIGTERM', () => void background.stop());
   // Only says what the worker waits for; the worker itself keeps retrying, with its health
   // endpoint up (503 until connected) so probes see a live process that is not ready yet.
   void waitForLiveKit(config.livekit.url, log);
@@ -69,9 +84,12 @@ async function main(): Promise<void> {
       production: config.nodeEnv === 'production',
       // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
       drainTimeout: 15 * 60 * 1000,
-      // A job gets this long after the room ends before it is killed: enough for the transcript
-      // grace period (LiveKit's default, 60 s, would cut a longer one short).
-      shutdownProcessTimeout: config.transcripts.graceMs + 15_000,
+      // onSessionEnd flushes the transcripts (their grace period, then the spool) and queues the
+      // post-session work: one platform request, well inside the margin.
+      sessionEndTimeout: config.transcripts.graceMs + 30_000,
+      // A job gets this long for its shutdown callbacks after that: the same flush again when
+      // onSessionEnd could not run (LiveKit's default, 60 s, would cut a longer grace period short).
+      shutdownProcessTimeout: config.transcripts.graceMs + 30_000,
       maxRetry: Number.MAX_SAFE_INTEGER,
     }),
   );

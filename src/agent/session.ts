@@ -79,15 +79,18 @@ export async function prepareSession(
     budgets: { lookupMs: config.context.budgetMs, maxChars: config.context.maxChars },
     log,
   });
-  const after = sessionAftercare({ queue: runtime.work, spool: runtime.spool, log }, {
-    clientId: metadata.clientId,
-    sessionId: opts.sessionId ?? randomUUID(),
-    sidekickId: plan.sidekick.id,
-    sidekickSlug: plan.sidekick.slug,
-    userId: metadata.userId ?? null,
-    settings: connection.settings,
-    startedAt,
-  });
+  const after = sessionAftercare(
+    { queue: runtime.work, spool: runtime.spool, log },
+    {
+      clientId: metadata.clientId,
+      sessionId: opts.sessionId ?? randomUUID(),
+      sidekickId: plan.sidekick.id,
+      sidekickSlug: plan.sidekick.slug,
+      userId: metadata.userId ?? null,
+      settings: connection.settings,
+      startedAt,
+    },
+  );
   const transcripts = new TranscriptStore({
     resolveDb,
     // A refusal may mean the client moved (tier upgrade): look it up afresh before the next try.

@@ -26,7 +26,12 @@ import type { ClientSettings } from '../tenancy/client-settings.js';
 
 export type PiiKind = 'email' | 'phone' | 'card' | 'iban';
 export const PII_KINDS: readonly PiiKind[] = ['email', 'phone', 'card', 'iban'];
-const MARKER: Record<PiiKind, string> = { email: '[email]', phone: '[phone]', card: '[card]', iban: '[iban]' };
+const MARKER: Record<PiiKind, string> = {
+  email: '[email]',
+  phone: '[phone]',
+  card: '[card]',
+  iban: '[iban]',
+};
 
 export interface Redaction {
   text: string;
@@ -49,7 +54,9 @@ const CARD = /\b\d(?:[ -]?\d){12,18}\b/g;
 const IBAN = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/gi;
 
 /** A redactor for a client's settings; `undefined` when its redaction is off (store as said). */
-export function redactorFor(settings: Pick<ClientSettings, 'redaction' | 'phone_region'>): Redactor | undefined {
+export function redactorFor(
+  settings: Pick<ClientSettings, 'redaction' | 'phone_region'>,
+): Redactor | undefined {
   if (settings.redaction !== 'mask') return undefined;
   const region = isSupportedCountry(settings.phone_region) ? (settings.phone_region as CountryCode) : 'US';
   return (text) => maskPii(text, region);

@@ -77,7 +77,10 @@ export class DigestFormatError extends Error {
 }
 
 /** The transcript as the model reads it: role-marked lines, the most recent ones when too long. */
-export function transcriptText(lines: readonly TranscriptLine[], maxChars = DIGEST_LIMITS.transcriptChars): string {
+export function transcriptText(
+  lines: readonly TranscriptLine[],
+  maxChars = DIGEST_LIMITS.transcriptChars,
+): string {
   const out: string[] = [];
   let size = 0;
   for (const line of [...lines].reverse()) {

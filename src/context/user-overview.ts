@@ -111,7 +111,10 @@ export async function updateUserOverview(
           .from('user_overviews')
           .upsert(
             { user_id: q.userId, agent_id: q.sidekickId, sections },
-            { onConflict: db.isShared ? 'client_id,user_id,agent_id' : 'user_id,agent_id', ignoreDuplicates: true },
+            {
+              onConflict: db.isShared ? 'client_id,user_id,agent_id' : 'user_id,agent_id',
+              ignoreDuplicates: true,
+            },
           )
           .select('id');
     if (res.error) throw new OverviewWriteError(res.error.message, isRetryable(res.error, res.status));

@@ -1,7 +1,7 @@
 import type { ClientConnectionManager } from '../tenancy/connections.js';
+import type { SupabaseClient } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, asUserId } from '../tenancy/types.js';
-import type { SupabaseClient } from '../tenancy/supabase.js';
 import { dbError, type PostgrestErrorLike } from './errors.js';
 
 /**
@@ -42,18 +42,28 @@ export interface ErasureDeps {
 
 const PAGE = 200;
 
-export async function describeUser(deps: ErasureDeps, q: { clientId: string; userId: string }): Promise<UserRecord> {
+export async function describeUser(
+  deps: ErasureDeps,
+  q: { clientId: string; userId: string },
+): Promise<UserRecord> {
   const clientId = asClientId(q.clientId, '--client');
   const userId = asUserId(q.userId, '--user');
   const { db } = await deps.connections.forClient(clientId);
   const overviews = must(
     'reading the user overviews',
     await db.from('user_overviews').select('agent_id, sections, updated_at').eq('user_id', userId),
-  ) as Array<{ agent_id: string | null; sections: Record<string, unknown> | null; updated_at: string | null }>;
+  ) as Array<{
+    agent_id: string | null;
+    sections: Record<string, unknown> | null;
+    updated_at: string | null;
+  }>;
   const agentIds = [...new Set(overviews.map((o) => o.agent_id).filter((a): a is string => a !== null))];
   const slugs = new Map<string, string>();
   if (agentIds.length) {
-    const agents = must('reading sidekicks', await db.from('agents').select('id, slug').in('id', agentIds)) as Array<{
+    const agents = must(
+      'reading sidekicks',
+      await db.from('agents').select('id, slug').in('id', agentIds),
+    ) as Array<{
       id: string;
       slug: string;
     }>;
@@ -61,7 +71,8 @@ export async function describeUser(deps: ErasureDeps, q: { clientId: string; use
   }
   const work = await workItems(deps.platform, clientId, userId);
   const tally = new Map<string, number>();
-  for (const w of work) tally.set(`${w.kind}\u0000${w.status}`, (tally.get(`${w.kind}\u0000${w.status}`) ?? 0) + 1);
+  for (const w of work)
+    tally.set(`${w.kind}\u0000${w.status}`, (tally.get(`${w.kind}\u0000${w.status}`) ?? 0) + 1);
   return {
     clientId,
     userId,
@@ -80,7 +91,10 @@ export async function describeUser(deps: ErasureDeps, q: { clientId: string; use
 }
 
 /** Deletes everything of the user in the client's database and the platform's queue; counts it. */
-export async function forgetUser(deps: ErasureDeps, q: { clientId: string; userId: string }): Promise<Erasure> {
+export async function forgetUser(
+  deps: ErasureDeps,
+  q: { clientId: string; userId: string },
+): Promise<Erasure> {
   const clientId = asClientId(q.clientId, '--client');
   const userId = asUserId(q.userId, '--user');
   const { db } = await deps.connections.forClient(clientId);
@@ -127,7 +141,12 @@ async function span(db: TenantQuery, table: 'conversations' | 'conversation_tran
   const total = await db.from(table).select('id', { count: 'exact', head: true }).eq('user_id', userId);
   if (total.error) throw dbError(`counting ${table}`, total.error);
   const edge = async (ascending: boolean) => {
-    const r = await db.from(table).select('created_at').eq('user_id', userId).order('created_at', { ascending }).limit(1);
+    const r = await db
+      .from(table)
+      .select('created_at')
+      .eq('user_id', userId)
+      .order('created_at', { ascending })
+      .limit(1);
     if (r.error) throw dbError(`reading ${table}`, r.error);
     return ((r.data ?? [])[0] as { created_at?: string } | undefined)?.created_at ?? null;
   };
@@ -151,7 +170,10 @@ function must(what: string, res: { data: unknown; error: PostgrestErrorLike | nu
   return res.data;
 }
 
-async function count(what: string, res: { count: number | null; error: PostgrestErrorLike | null }): Promise<number> {
+async function count(
+  what: string,
+  res: { count: number | null; error: PostgrestErrorLike | null },
+): Promise<number> {
   if (res.error) throw dbError(what, res.error);
   return res.count ?? 0;
 }

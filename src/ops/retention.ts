@@ -68,7 +68,9 @@ export interface SweepOptions {
 
 export class SweepBusyError extends OpsError {
   constructor(holder: string | null) {
-    super(`another retention sweep is running (${holder ?? 'a worker'}): run it again once that one has finished`);
+    super(
+      `another retention sweep is running (${holder ?? 'a worker'}): run it again once that one has finished`,
+    );
   }
 }
 
@@ -174,7 +176,10 @@ async function sweep(
       }
     } catch (err) {
       c.error = (err as Error).message;
-      deps.log.warn({ client_id: row.id, reason: c.error }, 'retention sweep of a client failed; the next sweep tries again');
+      deps.log.warn(
+        { client_id: row.id, reason: c.error },
+        'retention sweep of a client failed; the next sweep tries again',
+      );
     }
     c.seconds = (performance.now() - t0) / 1000;
     opts.onClient?.(c);

@@ -109,7 +109,9 @@ export class ClientConnectionManager {
       tier: resolved.tier,
       features: resolved.features,
       overridden: resolved.overridden,
-      settings: readClientSettings(record.settings, (msg, fields) => warn(msg, { ...fields, client_id: clientId })),
+      settings: readClientSettings(record.settings, (msg, fields) =>
+        warn(msg, { ...fields, client_id: clientId }),
+      ),
       pool: record.pool,
       db: new TenantQuery(
         record.pool ? this.poolClient(record.pool) : this.projectClient(record),

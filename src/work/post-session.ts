@@ -1,7 +1,12 @@
 import type OpenAI from 'openai';
 import type { Logger } from 'pino';
 import { redactDeep, redactorFor } from '../context/redaction.js';
-import { DigestFormatError, type Digest, digestConversation, type TranscriptLine } from '../context/summarize.js';
+import {
+  type Digest,
+  DigestFormatError,
+  digestConversation,
+  type TranscriptLine,
+} from '../context/summarize.js';
 import { mergeOverview, OverviewWriteError, updateUserOverview } from '../context/user-overview.js';
 import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { findSidekick } from '../tenancy/sidekicks.js';
@@ -62,7 +67,8 @@ export function postSessionHandler(deps: PostSessionDeps): WorkHandler {
     kind: POST_SESSION,
     async run(item, signal) {
       const parsed = postSessionSchema.safeParse(item.payload);
-      if (!parsed.success) throw new GiveUp(`unreadable post-session payload: ${parsed.error.issues[0]?.message}`);
+      if (!parsed.success)
+        throw new GiveUp(`unreadable post-session payload: ${parsed.error.issues[0]?.message}`);
       const p = parsed.data;
       const connection = await deps.connections.forClient(asClientId(p.client_id));
       const { db, settings } = connection;
@@ -88,7 +94,9 @@ export function postSessionHandler(deps: PostSessionDeps): WorkHandler {
           );
         } catch (err) {
           // Bad JSON or an unreachable model: the runner tries again with backoff.
-          throw err instanceof DigestFormatError ? err : new Error(`the model did not answer: ${(err as Error).message}`);
+          throw err instanceof DigestFormatError
+            ? err
+            : new Error(`the model did not answer: ${(err as Error).message}`);
         }
         const redact = redactorFor(settings);
         const title = redact ? redact(digest.title).text : digest.title;
@@ -96,17 +104,24 @@ export function postSessionHandler(deps: PostSessionDeps): WorkHandler {
         await writeSummary(db, p.conversation_id, { title, summary }, deps.log);
         Object.assign(result, {
           llm_ms: Math.round(performance.now() - started),
-          ...(digest.usage ? { prompt_tokens: digest.usage.promptTokens, completion_tokens: digest.usage.completionTokens } : {}),
+          ...(digest.usage
+            ? { prompt_tokens: digest.usage.promptTokens, completion_tokens: digest.usage.completionTokens }
+            : {}),
           summary_chars: summary.length,
           facts: digest.facts.length,
           facts_rejected: digest.rejected.length,
         });
         if (digest.rejected.length) {
           // Keys and reasons only: never a value or a quote (they are the user's words).
-          deps.log.warn({ rejected: digest.rejected }, 'facts the transcript does not support were not stored');
+          deps.log.warn(
+            { rejected: digest.rejected },
+            'facts the transcript does not support were not stored',
+          );
         }
         if (memory && digest.facts.length) {
-          const facts = redact ? digest.facts.map((f) => ({ ...f, value: redactDeep(redact, f.value) })) : digest.facts;
+          const facts = redact
+            ? digest.facts.map((f) => ({ ...f, value: redactDeep(redact, f.value) }))
+            : digest.facts;
           let merged: ReturnType<typeof mergeOverview> | undefined;
           await updateUserOverview(
             db,
@@ -166,7 +181,11 @@ async function writeSummary(
   s: { title: string; summary: string },
   log: Logger,
 ): Promise<void> {
-  const res = await db.from('conversations').update({ title: s.title || null, summary: s.summary }).eq('id', conversationId).select('id');
+  const res = await db
+    .from('conversations')
+    .update({ title: s.title || null, summary: s.summary })
+    .eq('id', conversationId)
+    .select('id');
   if (!res.error) {
     if (!res.data?.length) throw new GiveUp('the conversation is gone (erased or expired)');
     return;
@@ -174,12 +193,17 @@ async function writeSummary(
   if (res.error.code !== 'PGRST204') throw failure('writing the summary', res.error, res.status);
   if (!legacyWarned) {
     legacyWarned = true;
-    log.warn("this client's database has no conversations.summary column: apply migrations/dedicated/007; summaries go to metadata meanwhile");
+    log.warn(
+      "this client's database has no conversations.summary column: apply migrations/dedicated/007; summaries go to metadata meanwhile",
+    );
   }
   const read = await db.from('conversations').select('metadata').eq('id', conversationId).maybeSingle();
   if (read.error) throw failure('reading the conversation', read.error, read.status);
   const metadata = { ...((read.data?.metadata as Record<string, unknown> | null) ?? {}), summary: s.summary };
-  const legacy = await db.from('conversations').update({ title: s.title || null, metadata }).eq('id', conversationId);
+  const legacy = await db
+    .from('conversations')
+    .update({ title: s.title || null, metadata })
+    .eq('id', conversationId);
   if (legacy.error) throw failure('writing the summary', legacy.error, legacy.status);
 }
 let legacyWarned = false;

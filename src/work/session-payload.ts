@@ -13,4 +13,3 @@ export const postSessionSchema = z.object({
   ended_at: z.string(),
 });
 export type PostSessionPayload = z.infer<typeof postSessionSchema>;
-

@@ -48,7 +48,9 @@ const payloadSchema = z.object({
   }),
   rows: z.array(turnSchema).min(1),
   /** Work to queue once the turns are in (the session's post-session job waits for them). */
-  then: z.object({ kind: z.string(), dedupe_key: z.string(), payload: z.record(z.string(), z.unknown()) }).optional(),
+  follow_up: z
+    .object({ kind: z.string(), dedupe_key: z.string(), payload: z.record(z.string(), z.unknown()) })
+    .optional(),
 });
 export type SpoolPayload = z.infer<typeof payloadSchema>;
 
@@ -73,7 +75,7 @@ export class TranscriptSpool {
     clientId: string,
     rows: readonly SpooledTurn[],
     conversation: SpooledConversation,
-    then?: FollowUp,
+    followUp?: FollowUp,
   ): Promise<boolean> {
     if (!rows.length) return true;
     const payload: SpoolPayload = {
@@ -87,12 +89,19 @@ export class TranscriptSpool {
         userId: conversation.userId,
       },
       rows: [...rows],
-      ...(then ? { then: { kind: then.kind, dedupe_key: then.dedupeKey, payload: then.payload } } : {}),
+      ...(followUp
+        ? { follow_up: { kind: followUp.kind, dedupe_key: followUp.dedupeKey, payload: followUp.payload } }
+        : {}),
     };
     // The first row's id names this spool everywhere: a second spill of the same rows is one item.
     const key = rows[0]!.id;
     try {
-      const item = await this.opts.queue.enqueue({ kind: TRANSCRIPT_SPOOL, clientId, dedupeKey: key, payload });
+      const item = await this.opts.queue.enqueue({
+        kind: TRANSCRIPT_SPOOL,
+        clientId,
+        dedupeKey: key,
+        payload,
+      });
       this.opts.log.warn(
         { spooled: rows.length, work_item: item.id, conversation_id: conversation.id },
         'transcript turns not yet written: kept in the platform work queue, written when the database takes them',
@@ -127,7 +136,10 @@ export class TranscriptSpool {
       const path = join(this.opts.dir, name);
       const parsed = payloadSchema.safeParse(JSON.parse(await readFile(path, 'utf8')));
       if (!parsed.success) {
-        this.opts.log.error({ file: path, problem: parsed.error.issues[0]?.message }, 'unreadable spool file left in place');
+        this.opts.log.error(
+          { file: path, problem: parsed.error.issues[0]?.message },
+          'unreadable spool file left in place',
+        );
         continue;
       }
       await this.opts.queue.enqueue({
@@ -139,7 +151,8 @@ export class TranscriptSpool {
       await unlink(path);
       moved++;
     }
-    if (moved) this.opts.log.info({ files: moved }, 'local transcript spool moved to the platform work queue');
+    if (moved)
+      this.opts.log.info({ files: moved }, 'local transcript spool moved to the platform work queue');
     return moved;
   }
 
@@ -193,12 +206,19 @@ export function transcriptSpoolHandler(deps: {
           user_id: p.conversation.userId,
           embeddings: vectors?.[i + j] ? vectorLiteral(vectors[i + j]!) : null,
         }));
-        const res = await db.from('conversation_transcripts').upsert(batch, { onConflict: 'id', ignoreDuplicates: true });
+        const res = await db
+          .from('conversation_transcripts')
+          .upsert(batch, { onConflict: 'id', ignoreDuplicates: true });
         if (res.error) throw dbFailure(`writing ${batch.length} spooled turns`, res);
       }
-      if (p.then) {
-        const payload = { ...p.then.payload, conversation_id: conversationId };
-        await deps.queue.enqueue({ kind: p.then.kind, clientId, dedupeKey: p.then.dedupe_key, payload });
+      if (p.follow_up) {
+        const payload = { ...p.follow_up.payload, conversation_id: conversationId };
+        await deps.queue.enqueue({
+          kind: p.follow_up.kind,
+          clientId,
+          dedupeKey: p.follow_up.dedupe_key,
+          payload,
+        });
       }
       return { written: rows.length, conversation_id: conversationId };
     },

@@ -4,6 +4,8 @@
  * webhook.ts depends on these two interfaces only.
  */
 
+import { type OutboundClient, OutboundError } from '../outbound/index.js';
+
 export interface WebhookTransport {
   /** POSTs `body` (JSON) signed with `signingSecret`; resolves with the answer's status, whatever it is. */
   post(
@@ -32,4 +34,42 @@ export class WebhookUnreachableError extends Error {
     super(message);
     this.name = 'WebhookUnreachableError';
   }
+}
+
+/** The outbound module as the webhook's transport: the guard, the deadline, the cap, the signature. */
+export function outboundTransport(client: OutboundClient): WebhookTransport {
+  return {
+    async post(url, body, opts) {
+      try {
+        const res = await client.request(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...opts.headers },
+          body,
+          signWith: opts.signingSecret,
+          timeoutMs: opts.timeoutMs,
+          // The answer is not read beyond its status: a little is enough.
+          maxBytes: 4096,
+          maxRedirects: 0,
+          signal: opts.signal,
+        });
+        return { status: res.status };
+      } catch (err) {
+        if (!(err instanceof OutboundError)) throw err;
+        const permanent =
+          err.kind === 'refused' || err.kind === 'invalid_request' || err.kind === 'too_many_redirects';
+        throw new WebhookUnreachableError(`webhook ${err.kind}: ${err.message}`, !permanent);
+      }
+    },
+  };
+}
+
+/**
+ * The client's signing secret from the secrets store (src/secrets, branch wt-tools: its
+ * `signingSecret(clientId)` makes one on first use). Without a store (no SECRETS_KEY) there is no
+ * secret, and deliveries are given up saying so: an unsigned report is never sent.
+ */
+export function signingSecretsFrom(
+  store: { signingSecret(clientId: string): Promise<{ value: string }> } | null,
+): SigningSecrets {
+  return { signingSecret: async (clientId) => (store ? (await store.signingSecret(clientId)).value : null) };
 }

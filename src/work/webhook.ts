@@ -130,7 +130,11 @@ export async function buildReport(
 ): Promise<SessionReport> {
   const conv = await db.from('conversations').select('*').eq('id', p.conversation_id).maybeSingle();
   if (conv.error) throw failure('reading the conversation', conv.error, conv.status);
-  const row = (conv.data ?? null) as { title?: string | null; summary?: string | null; metadata?: unknown } | null;
+  const row = (conv.data ?? null) as {
+    title?: string | null;
+    summary?: string | null;
+    metadata?: unknown;
+  } | null;
   const summary =
     row?.summary ?? ((row?.metadata as { summary?: unknown } | null)?.summary as string | undefined) ?? null;
   const started = Date.parse(p.started_at);
@@ -158,7 +162,9 @@ export async function buildReport(
       .order('id')
       .limit(MAX_REPORT_TURNS);
     if (turns.error) throw failure('reading the transcript', turns.error, turns.status);
-    report.transcript = ((turns.data ?? []) as unknown as Array<{ role: string; content: string | null; created_at: string }>)
+    report.transcript = (
+      (turns.data ?? []) as unknown as Array<{ role: string; content: string | null; created_at: string }>
+    )
       .filter((t) => t.content)
       .map((t) => ({ role: t.role, content: t.content!, at: t.created_at }));
   }
