@@ -50,8 +50,8 @@ const SPOKEN_EMAIL = new RegExp(
 );
 // Card: 13-19 digits, optionally in groups split by one space or dash.
 const CARD = /\b\d(?:[ -]?\d){12,18}\b/g;
-// IBAN: country, check digits, then 11-30 alphanumerics, optionally in groups of up to 4.
-const IBAN = /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/gi;
+// IBAN: country, check digits, then 11-30 capitals or digits, grouped by single spaces or not.
+const IBAN = /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b/g;
 
 /** A redactor for a client's settings; `undefined` when its redaction is off (store as said). */
 export function redactorFor(
@@ -73,8 +73,13 @@ export function maskPii(text: string, region: CountryCode): Redaction {
   // a phone number parser might take for one.
   let out = text.replace(EMAIL, () => mask('email')).replace(SPOKEN_EMAIL, () => mask('email'));
   out = out.replace(IBAN, (m) => {
-    const iban = electronicFormatIBAN(m);
-    return iban && isValidIBAN(iban) ? mask('iban') : m;
+    // The match may run on into a following capitalised word: the longest valid prefix of groups.
+    const groups = m.split(' ');
+    for (let n = groups.length; n > 0; n--) {
+      const iban = electronicFormatIBAN(groups.slice(0, n).join(''));
+      if (iban && isValidIBAN(iban)) return [mask('iban'), ...groups.slice(n)].join(' ');
+    }
+    return m;
   });
   out = out.replace(CARD, (m) => (cardValidator.number(m.replace(/[ -]/g, '')).isValid ? mask('card') : m));
   out = maskPhones(out, region, () => mask('phone'));
