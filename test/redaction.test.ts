@@ -2,7 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { maskPii, redactDeep, redactorFor, redactTurn } from '../src/context/redaction.js';
 import { readClientSettings } from '../src/tenancy/client-settings.js';
-import { type AfterSessionBed, converse, setSettings, startAfterSessionBed } from './support/after-session.js';
+import {
+  type AfterSessionBed,
+  converse,
+  setSettings,
+  startAfterSessionBed,
+} from './support/after-session.js';
 import { cosine } from './support/vectors.js';
 
 /**

@@ -6,13 +6,21 @@ import { createRuntime, type WorkerRuntime } from '../../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../../src/agent/session.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import { OpenAIEmbedder } from '../../src/context/embeddings.js';
+import { DIGEST_SYSTEM_PROMPT } from '../../src/context/summarize.js';
 import type { DemoClient } from '../../src/stack/seed.js';
 import type { LocalStack } from '../../src/stack/stack.js';
 import type { ClientSettings } from '../../src/tenancy/client-settings.js';
+import { type AfterSessionDeps, afterSessionHandlers } from '../../src/work/background.js';
 import { WorkRunner } from '../../src/work/runner.js';
-import { afterSessionHandlers, type AfterSessionDeps } from '../../src/work/background.js';
 import { captureLogs } from './logs.js';
-import { type OpenAIServer, startOpenAIServer } from './openai-server.js';
+import {
+  type ChatRequestBody,
+  echoResponder,
+  messageText,
+  type OpenAIServer,
+  type Responder,
+  startOpenAIServer,
+} from './openai-server.js';
 import { startTestStack } from './stack.js';
 
 /**
@@ -62,11 +70,19 @@ export async function startAfterSessionBed(extraEnv: Record<string, string> = {}
 
 /** Stores a client's settings as `sidekick clients settings set` does (the whole object). */
 export async function setSettings(stack: LocalStack, clientId: string, settings: Partial<ClientSettings>) {
-  await stack.platform.sql.query('UPDATE clients SET settings = $2 WHERE id = $1', [clientId, JSON.stringify(settings)]);
+  await stack.platform.sql.query('UPDATE clients SET settings = $2 WHERE id = $1', [
+    clientId,
+    JSON.stringify(settings),
+  ]);
 }
 
-export function metadataFor(client: Pick<DemoClient, 'clientId' | 'agentSlug'>, extra: Record<string, unknown> = {}) {
-  return parseJobMetadata(JSON.stringify({ client_id: client.clientId, agent_slug: client.agentSlug, ...extra }));
+export function metadataFor(
+  client: Pick<DemoClient, 'clientId' | 'agentSlug'>,
+  extra: Record<string, unknown> = {},
+) {
+  return parseJobMetadata(
+    JSON.stringify({ client_id: client.clientId, agent_slug: client.agentSlug, ...extra }),
+  );
 }
 
 /** A text session as `sidekick chat` runs one: each line a user turn; closed at the end (turns flushed, post-session queued). */
@@ -92,7 +108,11 @@ export async function converse(
 }
 
 /** The main process's runner over the runtime's queue, with every after-session handler. */
-export function runnerFor(runtime: WorkerRuntime, deps: AfterSessionDeps, opts: { leaseSeconds?: number } = {}) {
+export function runnerFor(
+  runtime: WorkerRuntime,
+  deps: AfterSessionDeps,
+  opts: { leaseSeconds?: number } = {},
+) {
   return new WorkRunner({
     queue: runtime.work,
     handlers: afterSessionHandlers(runtime, deps),
@@ -100,4 +120,21 @@ export function runnerFor(runtime: WorkerRuntime, deps: AfterSessionDeps, opts: 
     backoffSeconds: () => 1,
     ...opts,
   });
+}
+
+/** Whether a chat request is the post-session digest (its system prompt is the digest's). */
+export function isDigestRequest(body: ChatRequestBody): boolean {
+  return messageText(body.messages[0] ?? { role: 'system' }).startsWith(DIGEST_SYSTEM_PROMPT.slice(0, 60));
+}
+
+/**
+ * The stand-in model: digest requests get what `digest` returns (as JSON), given the transcript the
+ * worker sent; every other request (the conversation itself) is echoed.
+ */
+export function digestResponder(digest: (transcript: string, body: ChatRequestBody) => unknown): Responder {
+  return (body) => {
+    if (!isDigestRequest(body)) return echoResponder(body);
+    const user = messageText(body.messages[1] ?? { role: 'user' });
+    return JSON.stringify(digest(user.slice(user.indexOf('Transcript:\n') + 12), body));
+  };
 }
