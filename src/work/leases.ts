@@ -1,3 +1,4 @@
+import { request } from '../ops/requests.js';
 import type { SupabaseClient } from '../tenancy/supabase.js';
 
 /**
@@ -11,24 +12,27 @@ export class Leases {
 
   /** Takes or renews `name` for `seconds`; false while another holds it (or it ran too recently). */
   async take(name: string, holder: string, seconds: number, minIntervalSeconds = 0): Promise<boolean> {
-    const { data, error } = await this.platform
-      .rpc('take_lease', {
-        p_name: name,
-        p_holder: holder,
-        p_seconds: Math.max(1, Math.round(seconds)),
-        p_min_interval_seconds: Math.max(0, Math.round(minIntervalSeconds)),
-      })
-      .retry(false);
-    if (error) throw new Error(`taking lease ${name}: ${error.message}`);
+    // Safe to repeat: a second take by the same holder renews the first.
+    const { data } = await request(`taking lease ${name}`, () =>
+      this.platform
+        .rpc('take_lease', {
+          p_name: name,
+          p_holder: holder,
+          p_seconds: Math.max(1, Math.round(seconds)),
+          p_min_interval_seconds: Math.max(0, Math.round(minIntervalSeconds)),
+        })
+        .retry(false),
+    );
     return data === true;
   }
 
   /** Ends the caller's lease, keeping `result` (false: it was no longer the caller's). */
   async release(name: string, holder: string, result?: Record<string, unknown>): Promise<boolean> {
-    const { data, error } = await this.platform
-      .rpc('release_lease', { p_name: name, p_holder: holder, p_result: result ?? null })
-      .retry(false);
-    if (error) throw new Error(`releasing lease ${name}: ${error.message}`);
+    const { data } = await request(`releasing lease ${name}`, () =>
+      this.platform
+        .rpc('release_lease', { p_name: name, p_holder: holder, p_result: result ?? null })
+        .retry(false),
+    );
     return data === true;
   }
 
@@ -36,19 +40,25 @@ export class Leases {
   async describe(
     name: string,
   ): Promise<{ holder: string | null; expiresAt: string | null; lastFinishedAt: string | null } | null> {
-    const { data, error } = await this.platform
-      .from('platform_leases')
-      .select('holder, expires_at, last_finished_at')
-      .eq('name', name)
-      .retry(false)
-      .maybeSingle();
-    if (error) throw new Error(`reading lease ${name}: ${error.message}`);
-    if (!data) return null;
-    const live = data.holder && data.expires_at && Date.parse(data.expires_at) > Date.now();
+    const { data } = await request(`reading lease ${name}`, () =>
+      this.platform
+        .from('platform_leases')
+        .select('holder, expires_at, last_finished_at')
+        .eq('name', name)
+        .retry(false)
+        .maybeSingle(),
+    );
+    const row = data as {
+      holder: string | null;
+      expires_at: string | null;
+      last_finished_at: string | null;
+    } | null;
+    if (!row) return null;
+    const live = row.holder && row.expires_at && Date.parse(row.expires_at) > Date.now();
     return {
-      holder: live ? data.holder : null,
-      expiresAt: live ? data.expires_at : null,
-      lastFinishedAt: data.last_finished_at,
+      holder: live ? row.holder : null,
+      expiresAt: live ? row.expires_at : null,
+      lastFinishedAt: row.last_finished_at,
     };
   }
 }
