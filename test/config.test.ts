@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from '../src/config.js';
 
@@ -36,7 +38,13 @@ describe('loadConfig', () => {
         ragMatchThreshold: 0.2,
         recallMatchCount: 3,
       },
-      transcripts: { batchSize: 50, maxBuffered: 5000, graceMs: 30_000 },
+      transcripts: {
+        batchSize: 50,
+        maxBuffered: 5000,
+        graceMs: 30_000,
+        spoolDir: join(tmpdir(), 'sidekick-transcript-spool'),
+      },
+      retention: { sweepIntervalS: 3600 },
       healthPort: 8081,
       logLevel: 'info',
       nodeEnv: 'development',
@@ -83,6 +91,8 @@ describe('loadConfig', () => {
       TRANSCRIPT_BATCH_SIZE: '20',
       TRANSCRIPT_MAX_BUFFERED: '100',
       TRANSCRIPT_GRACE_MS: '0',
+      TRANSCRIPT_SPOOL_DIR: '/var/spool/sidekick',
+      RETENTION_SWEEP_INTERVAL_S: '0',
       HEALTH_PORT: '0',
       LOG_LEVEL: 'debug',
       NODE_ENV: 'production',
@@ -114,7 +124,8 @@ describe('loadConfig', () => {
         ragMatchThreshold: 0.35,
         recallMatchCount: 2,
       },
-      transcripts: { batchSize: 20, maxBuffered: 100, graceMs: 0 },
+      transcripts: { batchSize: 20, maxBuffered: 100, graceMs: 0, spoolDir: '/var/spool/sidekick' },
+      retention: { sweepIntervalS: 0 },
       healthPort: 0,
       logLevel: 'debug',
       nodeEnv: 'production',

@@ -34,7 +34,8 @@ const env = () => stackEnv(stack);
 /** Two conversations of `user` with `client`'s sidekick (two turns each), and their overviews. */
 async function history(db: LocalProject, client: { clientId?: string; agentId: string }, user: string) {
   const tag = client.clientId ? 'client_id, ' : '';
-  const val = (n: number) => (client.clientId ? `'${client.clientId}', ` : '') + `$${n}`;
+  const prefix = client.clientId ? `'${client.clientId}', ` : '';
+  const val = (n: number) => `${prefix}$${n}`;
   for (const daysAgo of [3, 1]) {
     const at = new Date(Date.now() - daysAgo * DAY).toISOString();
     const [conv] = await db.sql.query<{ id: string }>(
