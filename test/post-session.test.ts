@@ -101,9 +101,14 @@ describe('summary and caller memory', () => {
         userId: user,
       },
     );
+    const t0 = performance.now();
     expect(await runnerFor(worker, deps()).drain()).toBe(1);
+    const ms = performance.now() - t0;
     const [job] = await items(POST_SESSION);
     expect(job).toMatchObject({ status: 'done', attempts: 1 });
+    console.log(
+      `post-session cost: 1 LLM call (${job!.result.prompt_tokens} prompt + ${job!.result.completion_tokens} completion tokens by the stand-in's count), ${Math.round(ms)} ms for the whole job, ${job!.result.llm_ms} ms of it in the model call`,
+    );
     expect(job!.result).toMatchObject({ memory: true, facts: 1, facts_rejected: 0, overview_added: 1 });
 
     // One LLM call, and its prompt holds the model to the transcript.
