@@ -15,6 +15,7 @@ import { clientCommands } from './commands/clients.js';
 import { docsCommands } from './commands/docs.js';
 import { EXIT_CODES_HELP, exitCodeFor } from './commands/exit-codes.js';
 import { retentionCommands } from './commands/retention.js';
+import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
 import { userCommands } from './commands/users.js';
 import { webhookCommands } from './commands/webhooks.js';
@@ -37,12 +38,13 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       `
 Environment: PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY (the platform project),
 SUPABASE_ACCESS_TOKEN (+ --organization or SUPABASE_ORGANIZATION_SLUG) for new dedicated projects,
-embedding settings (EMBEDDING_*, OPENAI_*) for docs add. \`npm run stack -- --seed\` prints a local set.
+embedding settings (EMBEDDING_*, OPENAI_*) for docs add, SECRETS_KEY for secrets and tools. \`npm run stack -- --seed\` prints a local set.
 ${EXIT_CODES_HELP}`,
     );
   clientCommands(program, ctx);
   agentCommands(program, ctx);
   docsCommands(program, ctx);
+  secretsCommands(program, ctx);
   chatCommand(program, ctx);
   userCommands(program, ctx);
   webhookCommands(program, ctx);

@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
+import { Allowlist } from './outbound/addresses.js';
+import { decodeKey } from './secrets/keyring.js';
 
 /** What each variable is; shown next to every problem with it. Order = order of the report. */
 const VARIABLE_HELP = {
@@ -44,6 +46,12 @@ const VARIABLE_HELP = {
   TRANSCRIPT_SPOOL_DIR:
     'where turns not written by session end are kept when the platform database is unreachable too (a local directory)',
   RETENTION_SWEEP_INTERVAL_S: 'how often the worker sweeps expired transcripts, in seconds; 0 = never',
+  SECRETS_KEY:
+    "the key clients' secrets are encrypted with: 32 random bytes, base64 (openssl rand -base64 32); unset = sessions get no client tools",
+  SECRETS_OLD_KEYS:
+    'earlier SECRETS_KEY values, comma-separated, still used to decrypt while a key is rotated (then `sidekick secrets rekey`)',
+  OUTBOUND_ALLOWLIST:
+    'hosts and CIDRs that tools may call although they are not public addresses (local work, tests), e.g. localhost,127.0.0.0/8',
   HEALTH_PORT: "port of LiveKit's worker health server (GET / is 200 while connected)",
   LOG_LEVEL: `one of ${LOG_LEVELS.join(', ')}`,
   NODE_ENV: 'development, production or test',
@@ -120,6 +128,15 @@ export interface Config {
   readonly retention: {
     /** 0: the worker never sweeps (run `sidekick retention run` instead). */
     readonly sweepIntervalS: number;
+  };
+  readonly secrets: {
+    /** base64 of 32 bytes; null = no key (client tools are off). */
+    readonly key: string | null;
+    readonly oldKeys: readonly string[];
+  };
+  readonly outbound: {
+    /** OUTBOUND_ALLOWLIST's entries (checked here; parsed again by Allowlist where it is used). */
+    readonly allowlist: readonly string[];
   };
   readonly healthPort: number;
   readonly logLevel: LogLevel;
@@ -221,6 +238,42 @@ const oneOf = <const T extends readonly string[]>(values: T, fallback?: T[number
 
 const HOUR_MS = 3_600_000;
 
+/** Secrets keys are never echoed. */
+const keys = (many: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined) return [];
+      const values = many
+        ? v
+            .split(',')
+            .map((k) => k.trim())
+            .filter(Boolean)
+        : [v];
+      for (const [i, value] of values.entries()) {
+        const decoded = decodeKey(value);
+        if ('problem' in decoded) {
+          ctx.addIssue(many ? `key ${i + 1} ${decoded.problem}` : decoded.problem);
+          return z.NEVER;
+        }
+      }
+      return values;
+    });
+
+const allowlist = () =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      try {
+        return Allowlist.parse(v).entries;
+      } catch (err) {
+        ctx.addIssue((err as Error).message);
+        return z.NEVER;
+      }
+    });
+
 const schema = z.object({
   PLATFORM_SUPABASE_URL: url(['http', 'https']),
   PLATFORM_SUPABASE_SERVICE_ROLE_KEY: optionalText(),
@@ -256,6 +309,9 @@ const schema = z.object({
   TRANSCRIPT_GRACE_MS: int(30_000, 0, HOUR_MS),
   TRANSCRIPT_SPOOL_DIR: text(join(tmpdir(), 'sidekick-transcript-spool')),
   RETENTION_SWEEP_INTERVAL_S: int(3600, 0, 7 * 24 * 3600),
+  SECRETS_KEY: keys(false),
+  SECRETS_OLD_KEYS: keys(true),
+  OUTBOUND_ALLOWLIST: allowlist(),
   // 0 = any free port (tests).
   HEALTH_PORT: int(8081, 0, 65_535),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info'),
@@ -377,6 +433,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       spoolDir: v.TRANSCRIPT_SPOOL_DIR,
     },
     retention: { sweepIntervalS: v.RETENTION_SWEEP_INTERVAL_S },
+    secrets: { key: v.SECRETS_KEY[0] ?? null, oldKeys: v.SECRETS_OLD_KEYS },
+    outbound: { allowlist: v.OUTBOUND_ALLOWLIST },
     healthPort: v.HEALTH_PORT,
     logLevel: v.LOG_LEVEL ?? 'info',
     nodeEnv: v.NODE_ENV ?? 'development',
@@ -405,6 +463,7 @@ export function describeConfig(config: Config): Config {
     platform: platform.mode === 'remote' ? { ...platform, serviceRoleKey: REDACTED } : platform,
     stack: { postgresUrl: withoutPassword(config.stack.postgresUrl) },
     livekit: { ...config.livekit, apiKey: REDACTED, apiSecret: REDACTED },
+    secrets: { key: secret(config.secrets.key), oldKeys: config.secrets.oldKeys.map(() => REDACTED) },
     openai: { apiKey: secret(config.openai.apiKey), baseUrl: withoutPassword(config.openai.baseUrl) },
     embeddings:
       embeddings.provider === 'openai'

@@ -14,6 +14,9 @@ function configError(env: NodeJS.ProcessEnv): ConfigError {
   throw new Error('expected a ConfigError');
 }
 
+const SECRETS_KEY_EXAMPLE = Buffer.alloc(32, 7).toString('base64');
+const OLD_KEY_EXAMPLE = Buffer.alloc(32, 9).toString('base64');
+
 describe('loadConfig', () => {
   it('runs with an empty environment: embedded stack, livekit --dev defaults, local embeddings', () => {
     const config = loadConfig({});
@@ -45,6 +48,8 @@ describe('loadConfig', () => {
         spoolDir: join(tmpdir(), 'sidekick-transcript-spool'),
       },
       retention: { sweepIntervalS: 3600 },
+      secrets: { key: null, oldKeys: [] },
+      outbound: { allowlist: [] },
       healthPort: 8081,
       logLevel: 'info',
       nodeEnv: 'development',
@@ -93,6 +98,9 @@ describe('loadConfig', () => {
       TRANSCRIPT_GRACE_MS: '0',
       TRANSCRIPT_SPOOL_DIR: '/var/spool/sidekick',
       RETENTION_SWEEP_INTERVAL_S: '0',
+      SECRETS_KEY: SECRETS_KEY_EXAMPLE,
+      SECRETS_OLD_KEYS: ` ${OLD_KEY_EXAMPLE} `,
+      OUTBOUND_ALLOWLIST: 'localhost, 127.0.0.0/8',
       HEALTH_PORT: '0',
       LOG_LEVEL: 'debug',
       NODE_ENV: 'production',
@@ -126,6 +134,8 @@ describe('loadConfig', () => {
       },
       transcripts: { batchSize: 20, maxBuffered: 100, graceMs: 0, spoolDir: '/var/spool/sidekick' },
       retention: { sweepIntervalS: 0 },
+      secrets: { key: SECRETS_KEY_EXAMPLE, oldKeys: [OLD_KEY_EXAMPLE] },
+      outbound: { allowlist: ['localhost', '127.0.0.0/8'] },
       healthPort: 0,
       logLevel: 'debug',
       nodeEnv: 'production',

@@ -3,10 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { prepareSession } from '../src/agent/session.js';
-import { Allowlist, OutboundClient } from '../src/outbound/index.js';
 import { POST_SESSION } from '../src/work/post-session.js';
 import { WEBHOOK } from '../src/work/webhook.js';
-import { outboundTransport } from '../src/work/webhook-outbound.js';
 import {
   type AfterSessionBed,
   converse,
@@ -30,12 +28,6 @@ import { messageText } from './support/openai-server.js';
 
 let bed: AfterSessionBed;
 let endpoint: ClientEndpoint;
-const SECRET = 'whsec_test_0123456789abcdef0123456789abcdef';
-const deps = () => ({
-  transport: outboundTransport(new OutboundClient({ allowlist: Allowlist.parse('127.0.0.1') })),
-  // Stands in for the secrets store's signing secret (src/secrets): one per client, fixed here.
-  secrets: { signingSecret: async () => SECRET },
-});
 
 beforeAll(async () => {
   bed = await startAfterSessionBed();
@@ -102,7 +94,7 @@ describe('summary and caller memory', () => {
       },
     );
     const t0 = performance.now();
-    expect(await runnerFor(worker, deps()).drain()).toBe(1);
+    expect(await runnerFor(worker).drain()).toBe(1);
     const ms = performance.now() - t0;
     const [job] = await items(POST_SESSION);
     expect(job).toMatchObject({ status: 'done', attempts: 1 });
@@ -163,7 +155,7 @@ describe('summary and caller memory', () => {
     const { log, output } = captureLogs('debug');
     const worker = bed.runtime();
     await converse(bed.runtime(), A(), [MARATHON], { userId: user });
-    const runner = runnerFor({ ...worker, log }, deps());
+    const runner = runnerFor({ ...worker, log });
     expect(await runner.drain()).toBe(1);
     expect(await overviewOf(user, A().agentId)).toEqual({ training_for: 'the Paris marathon in April' });
     const [job] = await items(POST_SESSION);
@@ -185,7 +177,7 @@ describe('summary and caller memory', () => {
     const worker = bed.runtime();
     await converse(bed.runtime(), A(), [MARATHON], { userId: user });
     await converse(bed.runtime(), A(), [MARATHON], { userId: null });
-    expect(await runnerFor(worker, deps()).drain()).toBe(2);
+    expect(await runnerFor(worker).drain()).toBe(2);
     expect(await overviewOf(user, A().agentId)).toBeUndefined();
     const jobs = await items(POST_SESSION);
     expect(jobs.map((j) => j.result)).toEqual([
@@ -223,7 +215,7 @@ describe('summary and caller memory', () => {
         userId: user,
       },
     );
-    await runnerFor(worker, deps()).drain();
+    await runnerFor(worker).drain();
     const [conv] = await bed.stack.pool.sql.query<{ title: string; summary: string }>(
       'SELECT title, summary FROM conversations WHERE id = $1',
       [prepared.conversationId],
@@ -275,7 +267,7 @@ describe('the post-session job survives the process that was doing it', () => {
 
     // Another worker, once the dead one's lease (3 s) has expired.
     bed.openai.setDelay('chat', 0);
-    const second = runnerFor(bed.runtime(), deps());
+    const second = runnerFor(bed.runtime());
     await new Promise((r) => setTimeout(r, 3200));
     expect(await second.drain()).toBe(2); // the post-session job, then its webhook
     const [job] = await items(POST_SESSION);
@@ -287,7 +279,8 @@ describe('the post-session job survives the process that was doing it', () => {
     // Once: one report reached the client, and draining again sends nothing more.
     expect(await second.drain()).toBe(0);
     expect(endpoint.requests).toHaveLength(1);
-    const verify = makeVerifier(SECRET);
+    const secret = (await bed.runtime().secrets!.signingSecret(A().clientId)).value;
+    const verify = makeVerifier(secret);
     expect(verify(endpoint.requests[0]!.headers['x-sidekick-signature'], endpoint.requests[0]!.body)).toBe(
       true,
     );

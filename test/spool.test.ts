@@ -25,10 +25,6 @@ import {
 
 let bed: AfterSessionBed;
 let spoolDir: string;
-const deps = {
-  transport: { post: async () => ({ status: 200 }) },
-  secrets: { signingSecret: async () => null },
-};
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
@@ -94,7 +90,7 @@ describe('turns held back when the session ends', () => {
       expect(await runtime.work.list({ kind: POST_SESSION })).toEqual([]);
 
       // Still fenced: the replay is refused and retried later, nothing is lost.
-      const runner = runnerFor(bed.runtime(), deps);
+      const runner = runnerFor(bed.runtime());
       expect(await runner.drain()).toBe(1);
       const [waiting] = await runtime.work.list({ kind: TRANSCRIPT_SPOOL });
       expect(waiting).toMatchObject({ status: 'pending', attempts: 1 });
@@ -104,7 +100,7 @@ describe('turns held back when the session ends', () => {
       await fence('open');
     }
     await sleep(1100);
-    const runner = runnerFor(bed.runtime(), deps);
+    const runner = runnerFor(bed.runtime());
     expect(await runner.drain()).toBe(2); // the spool, then the post-session work it released
     const rows = await rowsOf(prepared.conversationId);
     expect(rows).toHaveLength(said);
@@ -150,7 +146,7 @@ describe('turns held back when the session ends', () => {
     expect(await main.spool.flushLocal()).toBe(1);
     expect(await main.spool.flushLocal()).toBe(0);
     expect(await readdir(spoolDir)).toEqual([]);
-    expect(await runnerFor(main, deps).drain()).toBe(2);
+    expect(await runnerFor(main).drain()).toBe(2);
     const rows = await rowsOf(prepared.prepared.conversationId);
     expect(rows).toHaveLength(prepared.said);
     expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);

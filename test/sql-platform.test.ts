@@ -211,7 +211,13 @@ describe('platform: clients and shared pools', () => {
       )
     ).map((t) => t.name);
     expect(tables).toEqual(
-      expect.arrayContaining(['clients', 'shared_pool_config', 'work_items', 'platform_leases']),
+      expect.arrayContaining([
+        'clients',
+        'shared_pool_config',
+        'work_items',
+        'platform_leases',
+        'client_secrets',
+      ]),
     );
     const functions = await db.sql.query<{ name: string; call: string }>(
       `SELECT p.proname AS name,

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Allowlist, OutboundClient, verifySignature } from '../src/outbound/index.js';
+import { verifySignature } from '../src/outbound/index.js';
 import type { WorkItem } from '../src/work/queue.js';
 import type { PostSessionPayload } from '../src/work/session-payload.js';
 import { enqueueWebhook, type SessionReport, WEBHOOK } from '../src/work/webhook.js';
-import { outboundTransport } from '../src/work/webhook-outbound.js';
 import {
   type AfterSessionBed,
   converse,
@@ -13,25 +12,24 @@ import {
   setSettings,
   startAfterSessionBed,
 } from './support/after-session.js';
-import { json, sidekick, stackEnv } from './support/cli.js';
+import { json, sidekick } from './support/cli.js';
 import { type ClientEndpoint, makeVerifier, startClientEndpoint } from './support/client-endpoint.js';
 import { installLoopbackOnlyTripwire } from './support/loopback-only.js';
 
 /**
  * The signed end-of-session webhook at a client's endpoint on loopback (allowlisted, as an operator
- * allowlists local endpoints): verifiable with the client's signing secret the way the README
- * says, retried after a 500, delivered once, listed and redelivered by the CLI; and refused for a
+ * allowlists local endpoints: OUTBOUND_ALLOWLIST): verifiable with the client's signing secret
+ * (from `sidekick secrets signing-secret`) the way the README says, retried after a 500, delivered once, listed and redelivered by the CLI; and refused for a
  * private or metadata address before anything is sent.
  */
 
 let bed: AfterSessionBed;
 let endpoint: ClientEndpoint;
-const SECRET = 'whsec_test_fedcba9876543210fedcba9876543210';
-const deps = () => ({
-  transport: outboundTransport(new OutboundClient({ allowlist: Allowlist.parse('127.0.0.1') })),
-  // Stands in for the secrets store's signing secret (src/secrets).
-  secrets: { signingSecret: async () => SECRET },
-});
+/** The client's signing secret as its operator gets it to give to the client (`sidekick secrets signing-secret`). */
+async function signingSecretOf(clientId: string): Promise<string> {
+  const run = await sidekick(['secrets', 'signing-secret', '--client', clientId, '--json'], bed.env);
+  return json<{ signing_secret: string }>(run).signing_secret;
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
@@ -73,10 +71,11 @@ describe('the post-session webhook', () => {
       webhook_transcript: true,
       redaction: 'mask',
     });
+    const SECRET = await signingSecretOf(A().clientId);
     let calls = 0;
     endpoint.handle(() => (calls++ === 0 ? { status: 500, text: 'oops' } : { json: { received: true } }));
     const worker = bed.runtime();
-    const runner = runnerFor(worker, deps());
+    const runner = runnerFor(worker);
     const { prepared } = await converse(
       bed.runtime(),
       A(),
@@ -150,13 +149,13 @@ describe('the post-session webhook', () => {
   it('without webhook_transcript the report has no transcript; `webhooks list` and `redeliver` work from the CLI', async () => {
     await setSettings(bed.stack, A().clientId, { webhook_url: `${endpoint.url}/hooks/sidekick` });
     endpoint.handle(() => ({ json: { ok: true } }));
-    const runner = runnerFor(bed.runtime(), deps());
+    const runner = runnerFor(bed.runtime());
     await converse(bed.runtime(), A(), ['Is my chain worn?'], { userId: randomUUID() });
     await runner.drain();
     expect(endpoint.requests).toHaveLength(1);
     expect(JSON.parse(endpoint.requests[0]!.body)).not.toHaveProperty('transcript');
 
-    const env = stackEnv(bed.stack);
+    const env = bed.env;
     const listed = json<{ deliveries: Array<{ id: string; status: string; result: unknown }> }>(
       await sidekick(['webhooks', 'list', '--client', A().clientId, '--json'], env),
     );
@@ -196,7 +195,7 @@ describe('the post-session webhook', () => {
       const tripwire = installLoopbackOnlyTripwire();
       try {
         await setSettings(bed.stack, B().clientId, { webhook_url: url });
-        const runner = runnerFor(bed.runtime(), deps());
+        const runner = runnerFor(bed.runtime());
         await converse(bed.runtime(), B(), ['When should I repot my monstera?'], { userId: randomUUID() });
         await runner.drain();
         const [hook] = await deliveries(B().clientId);

@@ -44,6 +44,11 @@ export async function runChat(
       io.output.write(`# no reply: ${modelError}\n`);
     }
   });
+  // The sidekick may end the conversation itself (end_call): the chat ends with that reply.
+  let ended = false;
+  session.on(voice.AgentSessionEventTypes.FunctionToolsExecuted, (ev) => {
+    if (ev.functionCalls.some((c) => c.name === 'end_call')) ended = true;
+  });
   io.output.write(
     `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}); /quit to end\n`,
   );
@@ -58,6 +63,10 @@ export async function runChat(
       if (text === '/quit') break;
       await session.run({ userInput: text }).wait();
       turns++;
+      if (ended) {
+        io.output.write('# the sidekick ended the conversation\n');
+        break;
+      }
     }
   } finally {
     rl.close();

@@ -3,10 +3,8 @@ import { cli, ServerOptions } from '@livekit/agents';
 import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
 import { rootLogger } from '../log.js';
 import { PlatformAdmin } from '../ops/platform.js';
-import { OutboundClient } from '../outbound/index.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
-import { startBackgroundWork } from '../work/background.js';
-import { outboundTransport, signingSecretsFrom } from '../work/webhook-outbound.js';
+import { afterSessionDeps, startBackgroundWork } from '../work/background.js';
 import { waitForLiveKit } from './livekit-wait.js';
 import { requestHandler } from './request.js';
 import { createRuntime, withEmbeddedPlatform } from './runtime.js';
@@ -59,9 +57,8 @@ async function main(): Promise<void> {
   // Post-session work, webhooks and spooled turns of every worker's sessions; the retention sweep.
   const background = startBackgroundWork(runtime, {
     platform: PlatformAdmin.connect(config.platform.url, config.platform.serviceRoleKey),
-    transport: outboundTransport(new OutboundClient()),
-    // The secrets store (SECRETS_KEY) signs reports; until it is configured none are sent.
-    secrets: signingSecretsFrom(null),
+    // Reports are signed with each client's signing secret (SECRETS_KEY); without it none are sent.
+    ...afterSessionDeps(runtime),
   });
   // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
   // items, and what it was doing resumes on another worker once its lease expires.

@@ -2,6 +2,9 @@ import type { Logger } from 'pino';
 import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
 import { HashingEmbedder } from '../context/hashing-embedder.js';
+import { Allowlist, OutboundClient } from '../outbound/index.js';
+import { SecretsKeyring } from '../secrets/keyring.js';
+import { ClientSecretStore } from '../secrets/store.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 import { createSupabase } from '../tenancy/supabase.js';
@@ -22,6 +25,10 @@ export interface WorkerRuntime {
   work: WorkQueue;
   /** Where a session's unwritten turns go at its end (the work queue, or a local file). */
   spool: TranscriptSpool;
+  /** Every call to a URL a client wrote (tools, MCP servers) goes through it. */
+  outbound: OutboundClient;
+  /** Clients' secrets (platform database); null without SECRETS_KEY: sessions get no client tools. */
+  secrets: ClientSecretStore | null;
 }
 
 export function createEmbedder(config: Config): Embedder {
@@ -38,7 +45,7 @@ export function createEmbedder(config: Config): Embedder {
 export function createRuntime(
   config: Config,
   log: Logger,
-  overrides: { embedder?: Embedder; work?: WorkQueue } = {},
+  overrides: { embedder?: Embedder; work?: WorkQueue; outbound?: OutboundClient } = {},
 ): WorkerRuntime {
   if (config.platform.mode !== 'remote') {
     throw new Error(
@@ -59,6 +66,7 @@ export function createRuntime(
       createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
       workerIdentity(),
     );
+  const keyring = SecretsKeyring.from(config.secrets);
   return {
     config,
     log,
@@ -66,6 +74,15 @@ export function createRuntime(
     embedder: overrides.embedder ?? createEmbedder(config),
     work,
     spool: new TranscriptSpool({ queue: work, dir: config.transcripts.spoolDir, log }),
+    outbound:
+      overrides.outbound ??
+      new OutboundClient({ allowlist: Allowlist.parse(config.outbound.allowlist.join(',')) }),
+    secrets: keyring
+      ? new ClientSecretStore(
+          createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
+          keyring,
+        )
+      : null,
   };
 }
 

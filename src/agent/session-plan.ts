@@ -14,6 +14,7 @@ import {
   SidekickNotFoundError,
 } from './errors.js';
 import type { JobMetadata } from './metadata.js';
+import { decideTools, type ToolsDecision } from './tools/plan.js';
 
 export interface Decision {
   enabled: boolean;
@@ -39,6 +40,8 @@ export interface SessionPlan {
   rag: Decision;
   /** The sidekick's own voice where the tier allows it; null = the worker's default (TTS_VOICE). */
   voice: { name: string | null; custom: boolean; reason: string };
+  /** The client's tools (tools_config) this session gets, and each one left out with why. */
+  tools: ToolsDecision;
 }
 
 /** A sidekick row, or the degraded stand-in whose id is not known yet. */
@@ -105,6 +108,7 @@ export function decideSession(input: {
     video,
     rag,
     voice,
+    tools: decideTools({ features, source, toolsConfig: s.tools_config }),
   };
 }
 

@@ -9,6 +9,7 @@ import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
+import { prepareSessionTools, toolTurn } from './tools/session-tools.js';
 import type { FrameSource } from './video.js';
 
 /** One session, planned and wired, ready to be started in a room, a terminal or a test. */
@@ -60,6 +61,7 @@ export async function prepareSession(
       video: plan.video,
       rag: plan.rag,
       voice: plan.voice,
+      tools: plan.tools.reason,
       degraded,
     },
     'session planned',
@@ -111,8 +113,16 @@ export async function prepareSession(
     redact: after.redact,
     spool: after.spool,
   });
+  const tools = await prepareSessionTools(plan, {
+    outbound: runtime.outbound,
+    secrets: runtime.secrets,
+    log,
+    conversationId: () => transcripts.conversationId,
+    onCall: (call) => transcripts.add(toolTurn(call)),
+  });
   const agent = new Sidekick({
     plan,
+    tools: tools.entries,
     context,
     userId: metadata.userId,
     conversationId,
@@ -145,6 +155,7 @@ export async function prepareSession(
     },
     close() {
       closed ??= (async () => {
+        await tools.close();
         const stats = await transcripts.close();
         log.info(
           { written: stats.written, dropped: stats.dropped, spooled: stats.spooled },

@@ -15,6 +15,8 @@ export interface SidekickDeps {
   overview: UserOverview;
   /** The user's camera or screen share, when the plan allows video. */
   video?: FrameSource | undefined;
+  /** The session's tools (agent/tools/session-tools.ts). */
+  tools?: llm.ToolContextEntry[];
   log: Logger;
 }
 
@@ -37,7 +39,7 @@ export class Sidekick extends voice.Agent {
   lastTurnContext: TurnContext | undefined;
 
   constructor(private readonly deps: SidekickDeps) {
-    super({ instructions: buildInstructions(deps.plan, deps.overview) });
+    super({ instructions: buildInstructions(deps.plan, deps.overview), tools: deps.tools ?? [] });
   }
 
   override async onEnter(): Promise<void> {

@@ -15,6 +15,7 @@ import {
   updateSidekick,
 } from '../ops/sidekicks.js';
 import { type CommandContext, parseJsonObject, parseSidekick, parseUuid } from './shared.js';
+import { toolsCommands } from './tools.js';
 
 interface SpecFlags {
   file?: string;
@@ -33,7 +34,7 @@ interface SpecFlags {
 export function agentCommands(program: Command, ctx: CommandContext): void {
   const agents = program
     .command('agents')
-    .description("create, change, show, list and delete a client's sidekicks");
+    .description("create, change, show, list and delete a client's sidekicks, and their tools");
 
   specOptions(
     agents
@@ -155,6 +156,7 @@ export function agentCommands(program: Command, ctx: CommandContext): void {
         }
       },
     );
+  toolsCommands(agents, ctx);
 }
 
 function specOptions(cmd: Command): Command {

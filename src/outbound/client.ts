@@ -169,10 +169,25 @@ export class OutboundClient {
   async request(url: string | URL, opts: OutboundRequest = {}): Promise<OutboundResponse> {
     const started = performance.now();
     const timeoutMs = opts.timeoutMs ?? DEFAULTS.timeoutMs;
+    // A timer cleared when the call ends (AbortSignal.timeout's would live on until it fires).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([deadline.signal, opts.signal]) : deadline.signal;
+    try {
+      return await this.call(url, opts, { signal, deadline: deadline.signal, timeoutMs, started });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async call(
+    url: string | URL,
+    opts: OutboundRequest,
+    run: { signal: AbortSignal; deadline: AbortSignal; timeoutMs: number; started: number },
+  ): Promise<OutboundResponse> {
+    const { signal, deadline, timeoutMs, started } = run;
     const maxBytes = opts.maxBytes ?? DEFAULTS.maxBytes;
     const maxRedirects = opts.maxRedirects ?? DEFAULTS.maxRedirects;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([deadline, opts.signal]) : deadline;
     const plain = headerRecord(opts.headers);
     const secret = headerRecord(opts.secretHeaders);
     let current = parseUrl(url);

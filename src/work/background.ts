@@ -8,7 +8,12 @@ import { postSessionHandler } from './post-session.js';
 import { type WorkHandler, WorkRunner } from './runner.js';
 import { transcriptSpoolHandler } from './spool.js';
 import { webhookHandler } from './webhook.js';
-import type { SigningSecrets, WebhookTransport } from './webhook-outbound.js';
+import {
+  outboundTransport,
+  type SigningSecrets,
+  signingSecretsFrom,
+  type WebhookTransport,
+} from './webhook-outbound.js';
 
 /**
  * The work the worker's main process does beside LiveKit's jobs: the durable queue's items
@@ -19,6 +24,11 @@ import type { SigningSecrets, WebhookTransport } from './webhook-outbound.js';
 export interface AfterSessionDeps {
   transport: WebhookTransport;
   secrets: SigningSecrets;
+}
+
+/** The runtime's outbound client (the guard, OUTBOUND_ALLOWLIST) and its clients' signing secrets. */
+export function afterSessionDeps(runtime: Pick<WorkerRuntime, 'outbound' | 'secrets'>): AfterSessionDeps {
+  return { transport: outboundTransport(runtime.outbound), secrets: signingSecretsFrom(runtime.secrets) };
 }
 
 /** The session's own model for post-session digests; undefined without an API key. */

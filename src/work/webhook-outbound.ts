@@ -64,9 +64,9 @@ export function outboundTransport(client: OutboundClient): WebhookTransport {
 }
 
 /**
- * The client's signing secret from the secrets store (src/secrets, branch wt-tools: its
- * `signingSecret(clientId)` makes one on first use). Without a store (no SECRETS_KEY) there is no
- * secret, and deliveries are given up saying so: an unsigned report is never sent.
+ * The client's signing secret from the secrets store (src/secrets: `signingSecret(clientId)` makes
+ * one on first use, the same one its tool calls are signed with). Without a store (no SECRETS_KEY)
+ * there is no secret, and deliveries are given up saying so: an unsigned report is never sent.
  */
 export function signingSecretsFrom(
   store: { signingSecret(clientId: string): Promise<{ value: string }> } | null,

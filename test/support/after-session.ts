@@ -10,7 +10,7 @@ import { DIGEST_SYSTEM_PROMPT } from '../../src/context/summarize.js';
 import type { DemoClient } from '../../src/stack/seed.js';
 import type { LocalStack } from '../../src/stack/stack.js';
 import type { ClientSettings } from '../../src/tenancy/client-settings.js';
-import { type AfterSessionDeps, afterSessionHandlers } from '../../src/work/background.js';
+import { type AfterSessionDeps, afterSessionDeps, afterSessionHandlers } from '../../src/work/background.js';
 import { WorkRunner } from '../../src/work/runner.js';
 import { captureLogs } from './logs.js';
 import {
@@ -52,6 +52,9 @@ export async function startAfterSessionBed(extraEnv: Record<string, string> = {}
     TRANSCRIPT_GRACE_MS: '10000',
     // Each runtime caches client records: a settings change must reach the next session quickly.
     CLIENT_CACHE_TTL_MS: '1',
+    // Clients' signing secrets are stored encrypted with it; the client endpoints are on loopback.
+    SECRETS_KEY: 'c2lkZWtpY2stdGVzdC1zZWNyZXRzLWtleS0zMmJ5dGU=',
+    OUTBOUND_ALLOWLIST: '127.0.0.1',
     LOG_LEVEL: 'silent',
     ...extraEnv,
   };
@@ -107,18 +110,18 @@ export async function converse(
   return { prepared, closed };
 }
 
-/** The main process's runner over the runtime's queue, with every after-session handler. */
+/** The main process's runner over the runtime's queue, with every after-session handler wired as the worker wires them. */
 export function runnerFor(
   runtime: WorkerRuntime,
-  deps: AfterSessionDeps,
-  opts: { leaseSeconds?: number } = {},
+  opts: { leaseSeconds?: number; deps?: AfterSessionDeps } = {},
 ) {
+  const { deps, ...rest } = opts;
   return new WorkRunner({
     queue: runtime.work,
-    handlers: afterSessionHandlers(runtime, deps),
+    handlers: afterSessionHandlers(runtime, deps ?? afterSessionDeps(runtime)),
     log: runtime.log,
     backoffSeconds: () => 1,
-    ...opts,
+    ...rest,
   });
 }
 

@@ -17,13 +17,21 @@ export interface EndpointRequest {
   body: string;
 }
 
+export interface EndpointAnswer {
+  status?: number;
+  json?: unknown;
+  text?: string;
+  headers?: Record<string, string>;
+}
+
+// biome-ignore lint/suspicious/noConfusingVoidType: a handler that writes to `res` itself returns nothing.
+type EndpointReply = EndpointAnswer | void;
+
+/** Answers with an EndpointAnswer, or writes to `res` itself and returns nothing. */
 export type EndpointHandler = (
   req: EndpointRequest,
   res: ServerResponse,
-) =>
-  | void
-  | Promise<void>
-  | { status?: number; json?: unknown; text?: string; headers?: Record<string, string> };
+) => EndpointReply | Promise<EndpointReply>;
 
 export interface ClientEndpoint {
   url: string;

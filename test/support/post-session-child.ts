@@ -8,9 +8,7 @@ import { createInterface } from 'node:readline';
 import { initializeLogger } from '@livekit/agents';
 import { createRuntime } from '../../src/agent/runtime.js';
 import { loadConfig } from '../../src/config.js';
-import { Allowlist, OutboundClient } from '../../src/outbound/index.js';
 import { POST_SESSION } from '../../src/work/post-session.js';
-import { outboundTransport } from '../../src/work/webhook-outbound.js';
 import { converse, runnerFor } from './after-session.js';
 import { captureLogs } from './logs.js';
 
@@ -21,12 +19,5 @@ await converse(runtime, { clientId, agentSlug }, [line], { userId });
 const [item] = await runtime.work.list({ clientId, kind: POST_SESSION, limit: 1 });
 process.stdout.write(`queued ${item?.id}\n`);
 for await (const l of createInterface({ input: process.stdin })) if (l === 'go') break;
-runnerFor(
-  runtime,
-  {
-    transport: outboundTransport(new OutboundClient({ allowlist: Allowlist.parse('127.0.0.1') })),
-    secrets: { signingSecret: async () => 'unused' },
-  },
-  { leaseSeconds: 3 },
-).start();
+runnerFor(runtime, { leaseSeconds: 3 }).start();
 process.stdout.write('started\n');
