@@ -16,6 +16,7 @@ import { startStack } from '../src/stack/stack.js';
 import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { BENCH_USER, clientIdOf, loadTenants, type Shape, summarize } from './data.js';
+import { describeStart, measureStart } from './start.js';
 
 const opts = new Command('bench')
   .option('--clients <n>', 'clients in the large pool', '100')
@@ -203,8 +204,14 @@ out(
 out(
   `stack process (3 projects + small pool + data): ${Math.round(process.memoryUsage().rss / 1024 / 1024)} MB resident`,
 );
-out(`# total bench time ${fmt(performance.now() - t0)}`);
-
 await small.stop();
 await stack.stop();
+
+// ---- the embedded default: npm start with nothing configured --------------------------------
+// Measured after the bench's own stack is gone (bench/start.ts: ready = health endpoint up and
+// waiting for LiveKit; memory = the sum of RSS over all of its processes).
+const started = await measureStart();
+out();
+out(`npm start with nothing configured: ${describeStart(started)}`);
+out(`# total bench time ${fmt(performance.now() - t0)}`);
 process.exit(0);

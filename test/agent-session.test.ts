@@ -1,10 +1,12 @@
-import { initializeLogger, voice } from '@livekit/agents';
+import { randomUUID } from 'node:crypto';
+import { initializeLogger, JobRequest, voice } from '@livekit/agents';
+import { Job } from '@livekit/protocol';
 import { VideoBufferType, VideoFrame } from '@livekit/rtc-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJobMetadata } from '../src/agent/metadata.js';
 import { createLLM } from '../src/agent/models.js';
-import { decideJob } from '../src/agent/request.js';
+import { decideJob, requestHandler } from '../src/agent/request.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { StillFrame } from '../src/agent/video.js';
@@ -75,6 +77,27 @@ async function talk(prepared: PreparedSession, userInput: string) {
   const request = openai.chatRequests().at(-1);
   await session.close();
   return { result, request: request!.body, sent: JSON.stringify(request!.body.messages) };
+}
+
+/**
+ * A ready champion whose platform record names the demo champion's project under another spelling
+ * of its URL and another ref (as a mistaken registration before owner records could leave it).
+ */
+async function pointedAtChampion(): Promise<string> {
+  const id = randomUUID();
+  await stack.platform.sql.query(
+    `INSERT INTO clients (id, name, tier, hosting_type, max_sidekicks, supabase_url, supabase_anon_key,
+       supabase_service_role_key, supabase_project_ref, provisioning_status)
+     VALUES ($1, 'Zenith', 'champion', 'dedicated', NULL, $2, $3, $4, $5, 'ready')`,
+    [
+      id,
+      `${stack.dedicated.url}/`,
+      stack.dedicated.anonKey,
+      stack.dedicated.serviceRoleKey,
+      `zenith-${id.slice(0, 8)}`,
+    ],
+  );
+  return id;
 }
 
 async function transcriptRows(where: LocalStack['pool'], conversationId: string) {
@@ -350,8 +373,26 @@ describe('session start', () => {
     await prepared.close();
   });
 
+  it("a client whose platform record points at the demo champion's project is refused: nothing is read or written there", async () => {
+    const intruder = await pointedAtChampion();
+    const conversation = randomUUID();
+    const job = { client_id: intruder, agent_slug: 'trip-planner', conversation_id: conversation };
+    expect(await decideJob(JSON.stringify(job), runtime, log)).toEqual({
+      accept: false,
+      code: 'project_owned_by_another_client',
+      reason: expect.stringContaining(`belongs to client ${C().clientId}`),
+    });
+    // The job's own planning, which claims a new conversation, is refused before any write.
+    await expect(
+      prepareSession(runtime, metadata({ clientId: intruder, agentSlug: 'trip-planner' }, job), log),
+    ).rejects.toMatchObject({ code: 'project_owned_by_another_client' });
+    expect(
+      await stack.dedicated.sql.query('SELECT 1 FROM conversations WHERE id = $1', [conversation]),
+    ).toEqual([]);
+  });
+
   it('a dedicated project without begin_session (an older schema) still starts sessions, and says so once', async () => {
-    const signature = 'begin_session(text, integer, uuid, uuid, boolean)';
+    const signature = 'begin_session(text, integer, uuid, uuid, boolean, uuid)';
     const [{ def }] = (await stack.dedicated.sql.query<{ def: string }>(
       `SELECT pg_get_functiondef('${signature}'::regprocedure) AS def`,
     )) as [{ def: string }];
@@ -365,13 +406,88 @@ describe('session start', () => {
       expect(prepared.plan.sidekick.slug).toBe('trip-planner');
       expect(prepared.agent.instructions).toContain('aisle seat');
       expect(records().some((r) => String(r.msg).includes('no begin_session function'))).toBe(true);
+      // The owner record is read without the RPC too.
+      const intruder = await pointedAtChampion();
+      expect(
+        await decideJob(JSON.stringify({ client_id: intruder, agent_slug: 'trip-planner' }), fresh, captured),
+      ).toMatchObject({ accept: false, code: 'project_owned_by_another_client' });
       await talk(prepared, 'Which flights may I book in business class?');
       expect((await prepared.close()).dropped).toBe(0);
       expect((await transcriptRows(stack.dedicated, prepared.conversationId)).length).toBe(3);
+
+      // Older still: no owner record either. Served, and the operator is told how to record it.
+      await stack.dedicated.sql.exec('ALTER TABLE project_owner RENAME TO project_owner_hidden');
+      await stack.dedicated.postgrest.reloadSchema();
+      const older = await prepareSession(fresh, metadata(C()), captured);
+      expect(older.degraded).toBe(false);
+      expect(older.plan.rag.enabled).toBe(true);
+      const told = records().find((r) => String(r.msg).includes('records no owner'));
+      expect(String(told?.msg)).toContain(`sidekick clients verify --client ${C().clientId}`);
+      await older.close();
     } finally {
-      await stack.dedicated.sql.exec(`${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`);
+      await stack.dedicated.sql.exec(
+        `ALTER TABLE IF EXISTS project_owner_hidden RENAME TO project_owner;
+         ${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`,
+      );
       await stack.dedicated.postgrest.reloadSchema();
     }
+  });
+});
+
+describe("requestFunc, with LiveKit's own JobRequest", () => {
+  async function request(metadata: string, log: pino.Logger) {
+    const seen = { accepted: 0, rejected: 0 };
+    const req = new JobRequest(
+      new Job({ id: 'AJ_request_test', metadata }),
+      async () => void seen.rejected++,
+      async () => void seen.accepted++,
+    );
+    await requestHandler(runtime, log, 'sidekick')(req);
+    return seen;
+  }
+
+  it('warns about credential-like fields at any depth (Authorization included), by name only, and accepts the job', async () => {
+    const { log: captured, records, output } = captureLogs('warn');
+    const secret = 'sk-live-0123456789abcdef';
+    const seen = await request(
+      JSON.stringify({
+        client_id: A().clientId,
+        agent_slug: A().agentSlug,
+        auth: { Authorization: `Bearer ${secret}` },
+        supabase: { service_key: secret },
+      }),
+      captured,
+    );
+    expect(seen).toEqual({ accepted: 1, rejected: 0 });
+    const warned = records().find((r) => String(r.msg).includes('credential-like fields'));
+    expect(warned).toMatchObject({
+      level: 40,
+      job_id: 'AJ_request_test',
+      fields: ['auth.Authorization', 'supabase.service_key'],
+    });
+    expect(output()).not.toContain(secret);
+  });
+
+  it('rejects metadata over 64 KiB or of the wrong type, with the reason logged', async () => {
+    const { log: captured, records } = captureLogs('warn');
+    const big = JSON.stringify({
+      client_id: A().clientId,
+      agent_slug: A().agentSlug,
+      pad: 'x'.repeat(70_000),
+    });
+    expect(await request(big, captured)).toEqual({ accepted: 0, rejected: 1 });
+    expect(await request(JSON.stringify({ client_id: 12, agent_slug: 'bike-guide' }), captured)).toEqual({
+      accepted: 0,
+      rejected: 1,
+    });
+    const reasons = records()
+      .filter((r) => r.msg === 'job rejected')
+      .map((r) => r.reason);
+    expect(reasons).toEqual([
+      expect.stringContaining('over the limit of 65536 bytes (64 KiB) for job metadata'),
+      expect.stringContaining('client_id: must be a string: a uuid'),
+    ]);
+    expect(String(reasons[1])).toContain('got a number');
   });
 });
 

@@ -4,7 +4,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../src/stack/ports.js';
 import { type CliRun, json } from './support/cli.js';
 import { REAL_SERVER_URL } from './support/db.js';
 import { messageText, type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
@@ -25,8 +24,8 @@ let dir: string;
 
 /** `npm run stack` (tsx src/stack/cli.ts), until it prints `stack ready`; its KEY=value lines. */
 async function startStackProcess(): Promise<Record<string, string>> {
-  const port = await freePort();
-  stackProcess = spawn(process.execPath, ['--import', 'tsx', 'src/stack/cli.ts', '--port', String(port)], {
+  // Any free ports: consecutive fixed ones can be taken by other tests running beside this one.
+  stackProcess = spawn(process.execPath, ['--import', 'tsx', 'src/stack/cli.ts', '--port', '0'], {
     cwd: root,
     env: { ...process.env, STACK_POSTGRES_URL: REAL_SERVER_URL ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],

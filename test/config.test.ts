@@ -1,8 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import { CONFIG_VARIABLES, ConfigError, describeConfig, loadConfig } from '../src/config.js';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import {
+  CONFIG_VARIABLES,
+  ConfigError,
+  describeConfig,
+  EnvFileError,
+  loadConfig,
+  loadEnvFile,
+} from '../src/config.js';
 
 function configError(env: NodeJS.ProcessEnv): ConfigError {
   try {
@@ -332,14 +339,93 @@ describe('.env.example', () => {
     for (const variable of CONFIG_VARIABLES) expect(example).toMatch(new RegExp(`^${variable}=`, 'm'));
   });
 
-  it('loads as it stands', () => {
-    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
-    const env = Object.fromEntries(
-      example
-        .split('\n')
-        .filter((line) => /^[A-Z_]+=/.test(line))
-        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
-    );
+  it('copied to .env, loads as it stands (the defaults)', () => {
+    const env: NodeJS.ProcessEnv = {};
+    const loaded = loadEnvFile(env, new URL('../.env.example', import.meta.url).pathname);
+    expect(loaded?.fromFile).toEqual(expect.arrayContaining([...CONFIG_VARIABLES]));
     expect(loadConfig(env)).toEqual(loadConfig({}));
+  });
+
+  it('says that it is read from .env, under the environment', () => {
+    const example = readFileSync(new URL('../.env.example', import.meta.url), 'utf8');
+    expect(example.split('\n')[0]).toMatch(/Copy to \.env.*read.*environment/i);
+  });
+});
+
+describe('loadEnvFile (.env)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sidekick-dotenv-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const envError = (env: NodeJS.ProcessEnv, path: string): EnvFileError => {
+    try {
+      loadEnvFile(env, path);
+    } catch (err) {
+      if (err instanceof EnvFileError) return err;
+      throw err;
+    }
+    throw new Error('expected an EnvFileError');
+  };
+
+  it('fills in what the environment does not define; the environment wins, even when blank', () => {
+    const path = file(
+      'precedence.env',
+      [
+        '# comment',
+        'OPENAI_API_KEY=sk-from-file',
+        'export LLM_MODEL="gpt-from-file"',
+        'TTS_VOICE=sage # a comment after the value',
+        "AGENT_NAME='from-file'",
+        'PLATFORM_SUPABASE_URL=https://file.example',
+        'PLATFORM_SUPABASE_SERVICE_ROLE_KEY=file-key',
+        'OPENAI_BASE_URL="http://multi',
+        'line"',
+        '',
+      ].join('\n'),
+    );
+    const env: NodeJS.ProcessEnv = {
+      AGENT_NAME: 'from-env',
+      PLATFORM_SUPABASE_URL: '',
+      PLATFORM_SUPABASE_SERVICE_ROLE_KEY: '',
+    };
+    const loaded = loadEnvFile(env, path);
+    expect(loaded?.path).toBe(path);
+    expect(loaded?.fromFile.sort()).toEqual(['LLM_MODEL', 'OPENAI_API_KEY', 'OPENAI_BASE_URL', 'TTS_VOICE']);
+    expect(env.OPENAI_BASE_URL).toBe('http://multi\nline');
+    const config = loadConfig(env);
+    expect(config.openai.apiKey).toBe('sk-from-file');
+    expect(config.models).toMatchObject({ llm: 'gpt-from-file', defaultVoice: 'sage' });
+    expect(config.agentName).toBe('from-env');
+    expect(config.platform).toEqual({ mode: 'embedded' });
+  });
+
+  it('a missing file is fine', () => {
+    const env: NodeJS.ProcessEnv = {};
+    expect(loadEnvFile(env, join(dir, 'absent.env'))).toBeNull();
+    expect(env).toEqual({});
+  });
+
+  it('a malformed or unreadable file is a clear error naming the lines, never their content', () => {
+    const secret = 'sk-live-0123456789abcdef';
+    const bad = file(
+      'bad.env',
+      `LOG_LEVEL=warn\nOPENAI_API_KEY ${secret}\n: oops\nOK=1\nTTS_VOICE="never closed\n`,
+    );
+    const env: NodeJS.ProcessEnv = {};
+    const err = envError(env, bad);
+    expect(err.problems).toEqual([
+      'line 2 is not NAME=value',
+      'line 3 is not NAME=value',
+      'line 5: the quoted value of TTS_VOICE is never closed',
+    ]);
+    expect(err.message).toContain(`${bad} is malformed: line 2 is not NAME=value`);
+    expect(err.message).not.toContain(secret);
+    expect(env).toEqual({}); // nothing applied from a file that is wrong
+    const directory = join(dir, 'dir.env');
+    mkdirSync(directory);
+    expect(envError({}, directory).message).toContain('cannot be read (EISDIR)');
   });
 });

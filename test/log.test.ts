@@ -3,6 +3,7 @@ import {
   createRootLogger,
   isSecretFieldName,
   jobLogger,
+  prettyByDefault,
   REDACTED,
   redact,
   redactString,
@@ -185,5 +186,61 @@ describe('redact', () => {
   it('leaves ordinary prose alone', () => {
     const prose = 'The bearer of this note has a basic plan, key = value in prose, 2+2=4.';
     expect(redactString(prose)).toBe(prose);
+  });
+});
+
+describe('pretty lines (a terminal)', () => {
+  function capturePretty(colorize = false) {
+    const lines: string[] = [];
+    const logger = createRootLogger({
+      level: 'info',
+      pretty: true,
+      colorize,
+      destination: { write: (line: string) => void lines.push(line) },
+    });
+    return { logger, output: () => lines.join('') };
+  }
+
+  it('are for a person at a terminal outside production; a pipe, a file or production gets JSON', () => {
+    expect(prettyByDefault({ isTTY: true }, {})).toBe(true);
+    expect(prettyByDefault({ isTTY: true }, { NODE_ENV: 'development' })).toBe(true);
+    expect(prettyByDefault({ isTTY: true }, { NODE_ENV: 'production' })).toBe(false);
+    expect(prettyByDefault({ isTTY: false }, {})).toBe(false);
+    expect(prettyByDefault({}, {})).toBe(false);
+    // A destination that is not stdout (tests, files) gets JSON unless asked otherwise.
+    const lines: string[] = [];
+    createRootLogger({ level: 'info', destination: { write: (l: string) => void lines.push(l) } }).info('x');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'x' });
+  });
+
+  it('show time, level, message and fields on one line, with no colour codes when colour is off', () => {
+    const { logger, output } = capturePretty();
+    logger.warn({ client_id: 'c-1', attempts: 3 }, 'pool slow to answer');
+    const text = output();
+    expect(text).toMatch(
+      /^\[\d\d:\d\d:\d\d\.\d{3}\] WARN \(\d+\): pool slow to answer \{"client_id":"c-1","attempts":3\}\n$/,
+    );
+    expect(text).not.toContain('\u001b[');
+    expect(() => JSON.parse(text)).toThrow();
+  });
+
+  it('never show a secret: fields, nested objects, errors, child bindings and messages are redacted before formatting', () => {
+    const { logger, output } = capturePretty(true);
+    const err = Object.assign(new Error(`refused with ${JWT}`), { password: 'pw-in-err' });
+    logger.child({ service_role_key: 'child-binding-secret' }).error(
+      {
+        apiKey: 'sk-live-depth1',
+        pool: { settings: { service_role_key: 'srk-depth3' } },
+        attempts: [{ token: 'tok-in-array' }],
+        err,
+        headers: { Authorization: 'Bearer bearer-inside-err-0123456789', Cookie: 'cookie-value' },
+      },
+      `connect postgres://svc:hunter2@db.example.com/x with ${JWT}`,
+    );
+    const text = output();
+    for (const secret of [...SECRETS, JWT, 'hunter2']) expect(text, secret).not.toContain(secret);
+    expect(text).toContain(REDACTED);
+    expect(text).toContain('refused with'); // the error is still there, message and stack
+    expect(text).toMatch(/at .*log\.test\.ts/);
   });
 });

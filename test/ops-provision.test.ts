@@ -3,7 +3,13 @@ import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ProjectOwnedByAnotherClientError } from '../src/agent/errors.js';
+import { parseJobMetadata } from '../src/agent/metadata.js';
+import { decideJob } from '../src/agent/request.js';
+import { planSession } from '../src/agent/session-plan.js';
+import { runCli } from '../src/cli.js';
 import { exitCodeFor } from '../src/commands/exit-codes.js';
+import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { NoPoolCapacityError, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
@@ -14,8 +20,10 @@ import { type DedicatedProvisioner, projectNameFor } from '../src/ops/provisione
 import type { RetryPolicy } from '../src/ops/requests.js';
 import { migrationFiles } from '../src/stack/sql.js';
 import type { LocalStack } from '../src/stack/stack.js';
+import { createSupabase } from '../src/tenancy/supabase.js';
 import { asClientId } from '../src/tenancy/types.js';
 import { ON_REAL_SERVER, REAL_SERVER_URL } from './support/db.js';
+import { captureLogs } from './support/logs.js';
 import { ManagementApiServer } from './support/management-api.js';
 import { connectionsTo, startTestStack } from './support/stack.js';
 
@@ -286,6 +294,223 @@ describe('a dedicated project holds one client', () => {
   });
 });
 
+describe('a dedicated project belongs to one client, whatever URL names it', () => {
+  async function cli(args: string[], env: Record<string, string>) {
+    let stdout = '';
+    let stderr = '';
+    const code = await runCli(args, {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: {
+        PLATFORM_SUPABASE_URL: stack.platform.url,
+        PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
+        EMBEDDING_PROVIDER: 'local',
+        ...env,
+      },
+    });
+    return { code, stdout, stderr };
+  }
+  const ownerOf = async (project: { sql: LocalStack['pool']['sql'] }) =>
+    (await project.sql.query<{ client_id: string }>('SELECT client_id FROM project_owner')).map(
+      (r) => r.client_id,
+    );
+
+  it('provisioning records the owner in the project; a second client is refused under any spelling of its URL (exit 2), and its row names no project', async () => {
+    const local = new LocalStackProvisioner(stack);
+    const { client: owner } = await provisionClient(
+      { platform, pools, provisioner: local, log, retry },
+      { name: 'Nimbus Owner', tier: 'champion' },
+    );
+    const project = local.project(owner.supabase_project_ref!);
+    expect(await ownerOf(project)).toEqual([owner.id]);
+    await project.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Planner', 'planner')`);
+
+    const keys = {
+      DEDICATED_SUPABASE_SERVICE_ROLE_KEY: project.serviceRoleKey,
+      DEDICATED_SUPABASE_ANON_KEY: project.anonKey,
+    };
+    const { port } = new URL(project.url);
+    // The platform's refs differ for each (derived from the host), so only the project's own record
+    // can tell that they are one project.
+    const spellings = [
+      `${project.url}/`,
+      `http://localhost:${port}`,
+      `HTTP://LOCALHOST:${port}/`,
+      `http://127.0.0.1:${port}`,
+    ];
+    for (const url of spellings) {
+      const r = await cli(
+        // Each refused attempt leaves a failed row named Zenith: the next one is a new client of that name.
+        [
+          'clients',
+          'create',
+          '--name',
+          'Zenith',
+          '--allow-duplicate-name',
+          '--tier',
+          'champion',
+          '--existing-project-url',
+          url,
+        ],
+        keys,
+      );
+      expect(r.code, `${url}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`belongs to client ${owner.id} (its project_owner record)`);
+    }
+    const zeniths = await stack.platform.sql.query<{
+      status: string;
+      url: string | null;
+      key: string | null;
+    }>(
+      `SELECT provisioning_status AS status, supabase_url AS url, supabase_service_role_key AS key
+         FROM clients WHERE name = 'Zenith'`,
+    );
+    expect(zeniths).toHaveLength(spellings.length);
+    for (const z of zeniths) expect(z).toEqual({ status: 'failed', url: null, key: null });
+    expect(await ownerOf(project)).toEqual([owner.id]);
+
+    // The record cannot be rewritten through the API, nor a second row added.
+    const api = createSupabase(project.url, project.serviceRoleKey);
+    expect((await api.from('project_owner').insert({ client_id: randomUUID() })).error?.code).toBe('23505');
+    expect(
+      (await api.from('project_owner').update({ client_id: randomUUID() }).neq('client_id', randomUUID()))
+        .error?.code,
+    ).toBe('42501');
+    await expect(project.sql.exec(`UPDATE project_owner SET client_id = '${randomUUID()}'`)).rejects.toThrow(
+      /written once/,
+    );
+  });
+
+  it("a client pointed at another client's project (a row from before the record) is refused by the worker and by `clients verify`", async () => {
+    const local = new LocalStackProvisioner(stack);
+    const { client: owner } = await provisionClient(
+      { platform, pools, provisioner: local, log, retry },
+      { name: 'Real Owner', tier: 'champion' },
+    );
+    const project = local.project(owner.supabase_project_ref!);
+    await project.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Planner', 'planner')`);
+    // As `clients create --existing-project-url` could register it before: ready, another ref.
+    const intruder = randomUUID();
+    await stack.platform.sql.query(
+      `INSERT INTO clients (id, name, tier, hosting_type, supabase_url, supabase_anon_key, supabase_service_role_key,
+         supabase_project_ref, provisioning_status)
+       VALUES ($1, 'Intruder', 'champion', 'dedicated', $2, $3, $4, 'localhost-elsewhere', 'ready')`,
+      [intruder, `${project.url}/`, project.anonKey, project.serviceRoleKey],
+    );
+    const runtime = { connections: connections(), embedder: new HashingEmbedder({ dimensions: 1024 }) };
+    const conversation = randomUUID();
+    const metadata = JSON.stringify({
+      client_id: intruder,
+      agent_slug: 'planner',
+      conversation_id: conversation,
+    });
+    expect(await decideJob(metadata, runtime, log)).toEqual({
+      accept: false,
+      code: 'project_owned_by_another_client',
+      reason: expect.stringContaining(`belongs to client ${owner.id}`),
+    });
+    // The job's own planning (which would create the conversation) is refused before any write.
+    await expect(
+      planSession(parseJobMetadata(metadata), runtime.connections, log, {
+        claimConversation: true,
+        embedder: runtime.embedder,
+      }),
+    ).rejects.toBeInstanceOf(ProjectOwnedByAnotherClientError);
+    expect(await project.sql.query('SELECT 1 FROM conversations WHERE id = $1', [conversation])).toEqual([]);
+    // The owner itself is served.
+    const own = JSON.stringify({ client_id: owner.id, agent_slug: 'planner' });
+    expect(await decideJob(own, runtime, log)).toEqual({ accept: true });
+
+    // Nor do the operator's commands read or write it for the intruder.
+    for (const args of [
+      ['docs', 'list', '--client', intruder],
+      ['agents', 'list', '--client', intruder],
+    ]) {
+      const r = await cli(args, {});
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(`belongs to client ${owner.id} (its project_owner record)`);
+      expect(r.stdout).not.toContain('planner');
+    }
+    expect((await cli(['agents', 'list', '--client', owner.id], {})).stdout).toContain('planner');
+
+    const verified = await cli(['clients', 'verify', '--client', intruder], {});
+    expect(verified.code).toBe(2);
+    expect(verified.stderr).toContain(`belongs to client ${owner.id}`);
+    expect(await ownerOf(project)).toEqual([owner.id]);
+  });
+
+  it('a project from before the record is served with a warning; `clients verify` records its owner once; a new client is not handed it', async () => {
+    const local = new LocalStackProvisioner(stack);
+    const { client } = await provisionClient(
+      { platform, pools, provisioner: local, log, retry },
+      { name: 'Old Champion', tier: 'champion' },
+    );
+    const project = local.project(client.supabase_project_ref!);
+    await project.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Planner', 'planner')`);
+    await project.sql.exec('DELETE FROM project_owner'); // as a project from before the record
+
+    const { log: captured, records } = captureLogs('warn');
+    const runtime = { connections: connections(), embedder: new HashingEmbedder({ dimensions: 1024 }) };
+    const metadata = JSON.stringify({ client_id: client.id, agent_slug: 'planner' });
+    expect(await decideJob(metadata, runtime, captured)).toEqual({ accept: true });
+    const warned = records().find((r) => String(r.msg).includes('records no owner'));
+    expect(warned?.level).toBe(40);
+    expect(String(warned?.msg)).toContain(`sidekick clients verify --client ${client.id}`);
+
+    // Another client given this project (holding data, no owner) is refused, not handed it.
+    const keys = {
+      DEDICATED_SUPABASE_SERVICE_ROLE_KEY: project.serviceRoleKey,
+      DEDICATED_SUPABASE_ANON_KEY: project.anonKey,
+    };
+    const other = await cli(
+      [
+        'clients',
+        'create',
+        '--name',
+        'Zenith',
+        '--allow-duplicate-name',
+        '--tier',
+        'champion',
+        '--existing-project-url',
+        `${project.url}/`,
+      ],
+      keys,
+    );
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/records no owner but already holds data \(1 sidekick\(s\)\)/);
+    expect(await ownerOf(project)).toEqual([]);
+
+    const first = await cli(['clients', 'verify', '--client', client.id], {});
+    expect(first).toMatchObject({ code: 0 });
+    expect(first.stdout).toContain(
+      `client ${client.id} is now recorded as the owner of project ${client.supabase_project_ref} (it had no owner record; 1 sidekick(s))`,
+    );
+    const again = await cli(['clients', 'verify', '--client', client.id, '--json'], {});
+    expect(JSON.parse(again.stdout)).toMatchObject({ hosting: 'dedicated', owner: 'already' });
+    expect(await ownerOf(project)).toEqual([client.id]);
+  });
+
+  it("an existing project with the client's own data is claimed only with --adopt-existing-data", async () => {
+    const project = await stack.addDedicated('own-existing-data');
+    await project.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Legacy', 'legacy')`);
+    const keys = {
+      DEDICATED_SUPABASE_SERVICE_ROLE_KEY: project.serviceRoleKey,
+      DEDICATED_SUPABASE_ANON_KEY: project.anonKey,
+    };
+    const id = randomUUID();
+    const args = ['clients', 'create', '--id', id, '--name', 'Legacy Co', '--tier', 'champion'];
+    const refused = await cli([...args, '--existing-project-url', project.url], keys);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--adopt-existing-data');
+    const adopted = await cli(
+      [...args, '--existing-project-url', project.url, '--adopt-existing-data'],
+      keys,
+    );
+    expect(adopted.code, adopted.stderr).toBe(0);
+    expect(await ownerOf(project)).toEqual([id]);
+  });
+});
+
 describe('the Management API provisioner', () => {
   let api: ManagementApiServer;
   const token = 'sbp_test_0123456789abcdef';
@@ -350,13 +575,15 @@ describe('the Management API provisioner', () => {
     expect(keys).toHaveLength(1);
     expect(keys[0]!.method).toBe('GET');
 
-    // Every dedicated migration, in order, as the query of POST /database/query.
+    // Every dedicated migration, in order, as the query of POST /database/query, then the claim
+    // of the project for this client (its project_owner record).
     const queries = seen.filter((r) => r.path === `/v1/projects/${ref}/database/query`);
     const files = await migrationFiles('dedicated');
-    expect(queries.map((q) => q.method)).toEqual(files.map(() => 'POST'));
-    expect(queries.map((q) => (q.body as { query: string }).query)).toEqual(
-      await Promise.all(files.map((f) => readFile(f, 'utf8'))),
-    );
+    expect(queries.map((q) => q.method)).toEqual([...files.map(() => 'POST'), 'POST']);
+    expect(queries.map((q) => (q.body as { query: string }).query)).toEqual([
+      ...(await Promise.all(files.map((f) => readFile(f, 'utf8')))),
+      `SELECT claim_project_owner('${id}'::uuid, false) AS answer`,
+    ]);
     // In file order, the base schema first (the assertion above compares every file's text).
     expect(files.map((f) => basename(f))[0]).toBe('001_base_schema.sql');
     expect(files.map((f) => basename(f))).toEqual([...files.map((f) => basename(f))].sort());
@@ -372,8 +599,10 @@ describe('the Management API provisioner', () => {
       'conversations',
       'document_chunks',
       'documents',
+      'project_owner',
       'user_overviews',
     ]);
+    expect(await project.db.sql.query('SELECT client_id FROM project_owner')).toEqual([{ client_id: id }]);
     const fns = await project.db.sql.query<{ proname: string }>(
       `SELECT proname FROM pg_proc WHERE proname IN ('match_documents', 'begin_session') ORDER BY 1`,
     );

@@ -8,6 +8,7 @@ import { DatabaseApiError, InjectedFailure, OpsError, UsageError } from '../src/
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
 import { PlatformAdmin, PoolAdmins } from '../src/ops/platform.js';
+import { ProjectOwnerConflictError } from '../src/ops/project-owner.js';
 import { provisionClient } from '../src/ops/provision.js';
 import type { RetryPolicy } from '../src/ops/requests.js';
 import {
@@ -336,7 +337,7 @@ describe('upgrading an adventurer to champion', () => {
     expect(await poolLeftovers(client.id)).toBe(0);
   });
 
-  it('an upgrade into a non-empty project is refused before anything is fenced; a stuck move can be aborted', async () => {
+  it("an upgrade into another client's project, or a non-empty one, is refused before anything is fenced; a stuck move can be aborted", async () => {
     const { client } = await provisionClient(deps, { name: 'Abort Co', tier: 'adventurer' });
     await stack.pool.sql.query(`INSERT INTO agents (client_id, name, slug) VALUES ($1, 'A', 'a')`, [
       client.id,
@@ -349,12 +350,36 @@ describe('upgrading an adventurer to champion', () => {
         )
       )[0]!.write_fence;
 
-    // The stack's dedicated project already holds the demo champion: refused, nothing fenced.
-    const occupied = new ExistingProjectProvisioner({
-      ref: 'occupied',
-      url: stack.dedicated.url,
+    // The stack's dedicated project belongs to the demo champion (its project_owner record): refused
+    // under any ref, nothing fenced, and the client's record does not keep pointing at it.
+    const taken = new ExistingProjectProvisioner({
+      ref: 'taken',
+      url: `${stack.dedicated.url}/`,
       anonKey: stack.dedicated.anonKey,
       serviceRoleKey: stack.dedicated.serviceRoleKey,
+    });
+    const notOurs = await upgradeClient({ ...deps, provisioner: taken }, { clientId: client.id }).catch(
+      (e) => e,
+    );
+    expect(notOurs).toBeInstanceOf(ProjectOwnerConflictError);
+    expect(notOurs.message).toContain(`belongs to client ${stack.demo!.champion.clientId}`);
+    expect(await fence()).toBe('open');
+    expect(await platform.getClient(client.id)).toMatchObject({
+      migration_status: 'none',
+      supabase_project_ref: null,
+      supabase_service_role_key: null,
+    });
+
+    // A project of this client's own that already holds rows (an earlier copy, say): refused before
+    // anything is fenced, and the refused target can be released with --abort.
+    const leftover = await stack.addDedicated('leftover');
+    await leftover.sql.query('SELECT claim_project_owner($1::uuid, true)', [client.id]);
+    await leftover.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Left over', 'left-over')`);
+    const occupied = new ExistingProjectProvisioner({
+      ref: 'occupied',
+      url: leftover.url,
+      anonKey: leftover.anonKey,
+      serviceRoleKey: leftover.serviceRoleKey,
     });
     const refused = await upgradeClient({ ...deps, provisioner: occupied }, { clientId: client.id }).catch(
       (e) => e,

@@ -48,7 +48,8 @@ describe('dedicated project', () => {
     const cols = await db.sql.query(
       `SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' AND column_name = 'client_id'`,
     );
-    expect(cols).toEqual([]);
+    // The client's own data carries no client_id; only the project's record of its one owner does.
+    expect(cols).toEqual([{ table_name: 'project_owner' }]);
     const rpc = `SELECT * FROM match_documents($1::vector, 'x', 0.5, 5)`;
     const ones = [vectorLiteral(new Array(DIMS).fill(1))];
     for (const actor of [ANON, tenant(randomUUID())]) {
@@ -82,6 +83,60 @@ describe('dedicated project', () => {
       return q<{ ef: string }>(`SELECT current_setting('hnsw.ef_search') AS ef`);
     });
     expect(after!.ef).toBe('40');
+  });
+});
+
+describe('dedicated project: the one client it belongs to (project_owner)', () => {
+  it('one owner, written once, claimed by the service role only; begin_session for another client reads and writes nothing', async () => {
+    const db = dedicated;
+    const [owner, other] = [randomUUID(), randomUUID()];
+    const claim = async (actor: typeof SERVICE, clientId: string, adopt = false) =>
+      (await db.one<{ a: Row }>(actor, 'SELECT claim_project_owner($1, $2) AS a', [clientId, adopt]))[0]!.a;
+    for (const actor of [ANON, tenant(owner)]) {
+      expect((await failure(claim(actor, owner))).code).toBe('42501');
+      expect((await failure(db.one(actor, 'SELECT * FROM project_owner'))).code).toBe('42501');
+    }
+    try {
+      // A project holding data and no owner may be another client's from before the record.
+      await db.sql.exec(`INSERT INTO agents (name, slug) VALUES ('Owned', 'owned-probe')`);
+      const data = { holds_data: true, sidekicks: 1 };
+      expect(await claim(SERVICE, other)).toEqual({ owner: null, claimed: false, ...data });
+      expect(await claim(SERVICE, owner, true)).toEqual({ owner, claimed: true, ...data });
+      expect(await claim(SERVICE, owner)).toEqual({ owner, claimed: false, ...data });
+      expect(await claim(SERVICE, other, true)).toEqual({ owner, claimed: false, ...data });
+
+      // No second row, no changed owner: not through the API roles, not even for the table's owner.
+      const insert = 'INSERT INTO project_owner (client_id) VALUES ($1)';
+      expect((await failure(db.one(SERVICE, insert, [other]))).code).toBe('23505');
+      expect((await failure(db.one(SERVICE, 'UPDATE project_owner SET client_id = $1', [other]))).code).toBe(
+        '42501',
+      );
+      expect((await failure(db.one(SERVICE, 'DELETE FROM project_owner'))).code).toBe('42501');
+      expect((await failure(db.sql.exec(`UPDATE project_owner SET client_id = '${other}'`))).code).toBe(
+        '23514',
+      );
+      expect(await db.sql.query('SELECT client_id FROM project_owner')).toEqual([{ client_id: owner }]);
+
+      const conversation = randomUUID();
+      const begin = async (forClient: string) =>
+        (
+          await db.one<{ s: Row }>(
+            SERVICE,
+            `SELECT begin_session(p_agent_slug => 'owned-probe', p_conversation_id => $1,
+                                  p_claim_conversation => true, p_for_client => $2) AS s`,
+            [conversation, forClient],
+          )
+        )[0]!.s;
+      expect(await begin(other)).toEqual({ sidekick: null, beyond_limit: false, owner });
+      expect(await db.sql.query('SELECT 1 FROM conversations WHERE id = $1', [conversation])).toEqual([]);
+      expect(await begin(owner)).toMatchObject({
+        owner,
+        sidekick: { slug: 'owned-probe' },
+        conversation: { status: 'new', claimed: true },
+      });
+    } finally {
+      await db.sql.exec(`DELETE FROM agents WHERE slug = 'owned-probe'; DELETE FROM project_owner`);
+    }
   });
 });
 

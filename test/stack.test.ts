@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import { createClient } from '@supabase/supabase-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   EMBEDDED_STACK_PACKAGES,
@@ -102,6 +103,41 @@ describe('npm run stack', () => {
       expect(stack.out()).not.toContain('stack ready');
     } finally {
       taken.close();
+    }
+  });
+});
+
+describe('a lazy stack (the embedded worker)', () => {
+  it('starts each database on its first request, with its demo data, and never one that nobody used', async () => {
+    const stack = await startStack({ seed: true, lazy: true, serverUrl: REAL_SERVER_URL });
+    try {
+      // URLs and keys exist at once; no database or PostgREST runs yet.
+      expect(stack.platform.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      for (const p of [stack.platform, stack.pool, stack.dedicated]) expect(p.postgrest.port, p.name).toBe(0);
+      expect(stack.startupMs).toBeLessThan(3000);
+
+      const platform = createClient(stack.platform.url, stack.platform.serviceRoleKey);
+      const clients = await platform.from('clients').select('id, tier').order('id');
+      expect(clients.error).toBeNull();
+      expect(clients.data!.map((c) => c.tier)).toEqual(['adventurer', 'adventurer', 'champion']);
+      const pools = await platform.from('shared_pool_config').select('id, supabase_url');
+      expect(pools.data).toEqual([{ id: stack.poolId, supabase_url: stack.pool.url }]);
+      expect(stack.platform.postgrest.port).toBeGreaterThan(0);
+      expect(stack.pool.postgrest.port).toBe(0);
+
+      const pool = createClient(stack.pool.url, stack.pool.serviceRoleKey);
+      const agents = await pool.from('agents').select('slug').order('slug');
+      expect(agents.data).toEqual([{ slug: 'bike-guide' }, { slug: 'garden-helper' }]);
+      // Nobody asked for the champion's project: it never started.
+      expect(stack.dedicated.postgrest.port).toBe(0);
+      // A wrong key is refused at the gateway without starting anything.
+      const refused = await createClient(stack.dedicated.url, stack.pool.serviceRoleKey)
+        .from('agents')
+        .select('slug');
+      expect(refused.error?.message).toBe('Invalid API key');
+      expect(stack.dedicated.postgrest.port).toBe(0);
+    } finally {
+      await stack.stop();
     }
   });
 });

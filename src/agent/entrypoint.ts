@@ -8,8 +8,9 @@ import {
   TrackKind,
   TrackSource,
 } from '@livekit/rtc-node';
-import { loadConfig } from '../config.js';
+import { loadConfig, loadEnvFile } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
+import { routeLiveKitLogs } from './livekit-log.js';
 import { parseJobMetadata } from './metadata.js';
 import { createLLM, createVoiceModels } from './models.js';
 import { createRuntime, type WorkerRuntime } from './runtime.js';
@@ -31,9 +32,14 @@ class UserVideo implements FrameSource {
   }
 }
 
+// LiveKit's lines in the job process in the same format as ours (livekit-log.ts).
+routeLiveKitLogs(rootLogger);
+
 export default defineAgent<ProcessData>({
   // Runs once in every job process, before it takes a job: what every job needs.
   prewarm: async (proc: JobProcess<ProcessData>) => {
+    // Inherited from the main process already; read again for a job process started on its own.
+    loadEnvFile();
     const config = loadConfig();
     rootLogger.level = config.logLevel;
     proc.userData.runtime = createRuntime(config, rootLogger);

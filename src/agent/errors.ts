@@ -46,6 +46,22 @@ export class NoChannelAllowedError extends SessionRefusedError {
   }
 }
 
+/**
+ * The platform points this client at a dedicated project that records another client as its owner
+ * (migrations/dedicated/004): nothing of it is read or written for this session.
+ */
+export class ProjectOwnedByAnotherClientError extends SessionRefusedError {
+  readonly code = 'project_owned_by_another_client';
+  constructor(
+    readonly clientId: string,
+    readonly owner: string,
+  ) {
+    super(
+      `the dedicated project of client ${clientId} belongs to client ${owner} (its project_owner record): the platform record of ${clientId} points at another client's project; give ${clientId} its own project (\`sidekick clients verify --client ${clientId}\` says the same)`,
+    );
+  }
+}
+
 /** The job names a conversation that this client's sidekick may not continue for this user. */
 export class InvalidConversationError extends SessionRefusedError {
   readonly code = 'invalid_conversation';

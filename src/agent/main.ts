@@ -1,11 +1,20 @@
 import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
-import { type Config, ConfigError, describeConfig, loadConfig } from '../config.js';
+import {
+  type Config,
+  ConfigError,
+  describeConfig,
+  EnvFileError,
+  loadConfig,
+  loadEnvFile,
+} from '../config.js';
 import { rootLogger } from '../log.js';
 import { PlatformAdmin } from '../ops/platform.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
-import { afterSessionDeps, startBackgroundWork } from '../work/background.js';
-import { waitForLiveKit } from './livekit-wait.js';
+import { afterSessionDeps, type BackgroundWork, startBackgroundWork } from '../work/background.js';
+import { treeFootprint } from './footprint.js';
+import { liveKitLogger, routeLiveKitLogs } from './livekit-log.js';
+import { LiveKitConnectionNotice } from './livekit-wait.js';
 import { requestHandler } from './request.js';
 import { createRuntime, withEmbeddedPlatform } from './runtime.js';
 
@@ -16,9 +25,11 @@ import { createRuntime, withEmbeddedPlatform } from './runtime.js';
 async function main(): Promise<void> {
   let config: Config;
   try {
+    // Job processes are forked from this one and inherit what .env set.
+    loadEnvFile();
     config = loadConfig();
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof EnvFileError) {
       console.error(err.message);
       process.exit(2);
     }
@@ -54,18 +65,34 @@ async function main(): Promise<void> {
   }
   const runtime = createRuntime(config, log);
   if (config.platform.mode !== 'remote') throw new Error('unreachable: the embedded stack sets the platform');
+  const platform = config.platform;
   // Post-session work, webhooks and spooled turns of every worker's sessions; the retention sweep.
-  const background = startBackgroundWork(runtime, {
-    platform: PlatformAdmin.connect(config.platform.url, config.platform.serviceRoleKey),
-    // Reports are signed with each client's signing secret (SECRETS_KEY); without it none are sent.
-    ...afterSessionDeps(runtime),
-  });
+  let background: BackgroundWork | undefined;
+  const startBackground = () => {
+    background ??= startBackgroundWork(runtime, {
+      platform: PlatformAdmin.connect(platform.url, platform.serviceRoleKey),
+      // Reports are signed with each client's signing secret (SECRETS_KEY); without it none are sent.
+      ...afterSessionDeps(runtime),
+    });
+  };
   // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
   // items, and what it was doing resumes on another worker once its lease expires.
-  process.once('SIGTERM', () => void background.stop());
-  // Only says what the worker waits for; the worker itself keeps retrying, with its health
-  // endpoint up (503 until connected) so probes see a live process that is not ready yet.
-  void waitForLiveKit(config.livekit.url, log);
+  process.once('SIGTERM', () => void background?.stop());
+  // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
+  // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
+  // Once LiveKit takes the worker, jobs can come: the embedded platform (lazy) starts then, so the
+  // first job's lookup does not wait for it (and time out under load); so does the background
+  // work, which would otherwise start it at once.
+  const warmPlatform = () => {
+    void embedded.stack?.platform.sql.query('SELECT 1').catch((err: unknown) => {
+      log.error({ err }, 'the embedded platform database did not start');
+    });
+    startBackground();
+  };
+  if (!embedded.stack) startBackground();
+  const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
+  routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
+  void reportReady(config.healthPort, log);
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -88,8 +115,31 @@ async function main(): Promise<void> {
       // onSessionEnd could not run (LiveKit's default, 60 s, would cut a longer grace period short).
       shutdownProcessTimeout: config.transcripts.graceMs + 30_000,
       maxRetry: Number.MAX_SAFE_INTEGER,
+      // The embedded default is local work: a job process (about 200 MB each) is started when a
+      // job comes, as LiveKit's dev mode does, instead of min(cores, 4) kept idle. LiveKit reads 0
+      // as "its default", so "none" is any number below 1.
+      ...(embedded.stack ? { numIdleProcesses: -1 } : {}),
     }),
   );
+}
+
+/** One line once the health endpoint answers: how long the start took and what it holds. */
+async function reportReady(port: number, log: typeof rootLogger): Promise<void> {
+  const until = Date.now() + 120_000;
+  while (Date.now() < until) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) });
+      const { rssMb, processes } = treeFootprint();
+      const seconds = (performance.now() / 1000).toFixed(1);
+      log.info(
+        { ready_ms: Math.round(performance.now()), rss_mb: rssMb, processes, health_port: port },
+        `worker ready in ${seconds} s, ${rssMb} MB resident in ${processes} processes; health on port ${port} (503 until LiveKit takes the worker)`,
+      );
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 await main();

@@ -102,6 +102,11 @@ export async function withEmbeddedPlatform(
   const { startStack } = await import('../stack/stack.js');
   const stack = await startStack({
     seed: true,
+    // Each database starts when a session (or a command) first needs it: the platform at the
+    // first job, the pool at the first adventurer's, the demo champion's project at its first.
+    lazy: true,
+    onProjectStarted: (name, ms) =>
+      log.info({ project: name, startup_ms: Math.round(ms) }, `embedded ${name} database started`),
     serverUrl: config.stack.postgresUrl ?? undefined,
     embedder: createEmbedder(config),
   });
@@ -118,7 +123,7 @@ export async function withEmbeddedPlatform(
       champion: `${demo.champion.clientId} (${demo.champion.agentSlug})`,
       user_id: demo.userId,
     },
-    'embedded stack ready with demo clients',
+    'embedded stack ready with demo clients (each database starts on its first request)',
   );
   return { config: loadConfig(env), stack };
 }

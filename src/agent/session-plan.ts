@@ -10,6 +10,7 @@ import type { Tier } from '../tenancy/types.js';
 import {
   InvalidConversationError,
   NoChannelAllowedError,
+  ProjectOwnedByAnotherClientError,
   SidekickLimitError,
   SidekickNotFoundError,
 } from './errors.js';
@@ -137,13 +138,15 @@ export interface PlanOptions {
 
 /** Warned once per process: a dedicated project without begin_session works, in more round trips. */
 let legacyWarned = false;
+/** Clients whose project records no owner, warned about once per process. */
+const unownedWarned = new Set<string>();
 
 /**
  * The one way a session is planned, for requestFunc and for the job: metadata + the platform's
  * record + the client's database (one round trip, begin_session) → what the session may do. The
  * metadata's hosting hint decides nothing (a difference is logged). Refusals (unknown client or
- * sidekick, a client not ready, a sidekick beyond the limit, a conversation that is not this
- * sidekick's and user's, no channel allowed) throw; a client database that cannot answer gives a
+ * sidekick, a client not ready, a dedicated project recorded as another client's, a sidekick beyond
+ * the limit, a conversation that is not this sidekick's and user's, no channel allowed) throw; a client database that cannot answer gives a
  * degraded plan instead, which requestFunc accepts and the job starts with.
  */
 export async function planSession(
@@ -171,6 +174,7 @@ export async function planSession(
     start = await readSessionStart(
       connection.db,
       {
+        clientId: connection.clientId,
         agentSlug: metadata.agentSlug,
         maxSidekicks: connection.features.max_sidekicks,
         userId: metadata.userId,
@@ -189,6 +193,15 @@ export async function planSession(
     log.error(
       { reason: (err as Error).message },
       "the client's database did not answer at session start; the sidekick talks in degraded mode",
+    );
+  }
+  if (start?.projectOwner && start.projectOwner !== connection.clientId) {
+    throw new ProjectOwnedByAnotherClientError(connection.clientId, start.projectOwner);
+  }
+  if (start && start.projectOwner === null && !unownedWarned.has(connection.clientId)) {
+    unownedWarned.add(connection.clientId);
+    log.warn(
+      `the dedicated project of client ${connection.clientId} records no owner (it predates the record): run \`sidekick clients verify --client ${connection.clientId}\` to record it, so that no other client can be pointed at this project`,
     );
   }
   if (start && !start.sidekick) {

@@ -8,7 +8,7 @@ import {
 import { type ClientListing, listClients } from '../ops/client-list.js';
 import { UsageError } from '../ops/errors.js';
 import type { ClientRow } from '../ops/platform.js';
-import { provisionClient } from '../ops/provision.js';
+import { provisionClient, type VerifyResult, verifyClient } from '../ops/provision.js';
 import { type DedicatedProjectSource, MANAGEMENT_API_URL, selectProvisioner } from '../ops/provisioners.js';
 import { type ClientDescription, describeClient } from '../ops/show.js';
 import { abortUpgrade, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
@@ -38,6 +38,10 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       )
       .option('--features <json>', 'per-client feature overrides (clients.tier_features)', parseJsonObject)
       .option('--allow-duplicate-name', 'register it even though another client has this name')
+      .option(
+        '--adopt-existing-data',
+        "the existing project already holds this client's own data and records no owner yet: claim it",
+      )
       .option('--json', 'print the result as JSON'),
   ).action(
     async (
@@ -47,6 +51,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
         id?: string;
         features?: Record<string, unknown>;
         allowDuplicateName?: boolean;
+        adoptExistingData?: boolean;
         json?: boolean;
       },
     ) => {
@@ -64,6 +69,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
           tier: o.tier,
           tierFeatures: o.features,
           allowDuplicateName: o.allowDuplicateName,
+          adoptExistingData: o.adoptExistingData,
         },
       );
       if (o.json) {
@@ -77,6 +83,20 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       }
     },
   );
+
+  clients
+    .command('verify')
+    .description(
+      "check that a dedicated client's project records this client as its owner; records it for projects from before the record",
+    )
+    .requiredOption('--client <id>', 'client id')
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { client: string; json?: boolean }) => {
+      const ops = ctx.operations();
+      const result = await verifyClient({ platform: ops.platform, log: ops.log }, o.client);
+      if (o.json) return ctx.json(result);
+      ctx.out(formatVerified(result));
+    });
 
   clients
     .command('show')
@@ -276,6 +296,15 @@ export function formatProvisioned(c: ClientRow, alreadyReady: boolean): string {
       ? `shared pool ${c.shared_pool_id}`
       : `project ${c.supabase_project_ref} (${c.supabase_url})`;
   return `${alreadyReady ? 'already ready' : 'ready'}: client ${c.id} "${c.name}", ${c.tier}, data in ${where}`;
+}
+
+export function formatVerified(r: VerifyResult): string {
+  if (r.hosting === 'shared') {
+    return `client ${r.clientId} lives in shared pool ${r.poolId}: the pool tells its clients apart by client_id; no owner record to verify`;
+  }
+  return r.owner === 'recorded'
+    ? `client ${r.clientId} is now recorded as the owner of project ${r.projectRef} (it had no owner record; ${r.sidekicks} sidekick(s))`
+    : `client ${r.clientId} is the recorded owner of project ${r.projectRef}`;
 }
 
 export function formatClientDescription(d: ClientDescription): string[] {

@@ -1,6 +1,6 @@
 import { CommanderError } from 'commander';
 import { InvalidJobMetadataError, SessionRefusedError, SidekickLimitError } from '../agent/errors.js';
-import { ConfigError } from '../config.js';
+import { ConfigError, EnvFileError } from '../config.js';
 import { DatabaseApiError, LimitError, UsageError } from '../ops/errors.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
 import { ClientNotFoundError, ClientNotReadyError, CrossTenantAccessError } from '../tenancy/errors.js';
@@ -30,6 +30,7 @@ export function exitCodeFor(err: unknown): ExitCode {
   if (
     err instanceof UsageError ||
     err instanceof ConfigError ||
+    err instanceof EnvFileError ||
     err instanceof InvalidJobMetadataError ||
     err instanceof ClientNotFoundError ||
     err instanceof CrossTenantAccessError ||

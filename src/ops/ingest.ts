@@ -13,7 +13,7 @@ import { LimitError, must, OpsError, UsageError } from './errors.js';
 import { type ReembedOptions, type ReembedResult, reembedDocuments } from './reembed.js';
 import type { OpsBase } from './requests.js';
 import { tenantRows } from './tables.js';
-import { clientIdArg, sidekickArg } from './tenant.js';
+import { clientIdArg, connectClient, sidekickArg } from './tenant.js';
 
 export interface IngestDeps extends OpsBase {
   /** ClientConnectionManager (or anything that resolves a client's connection the same way). */
@@ -131,7 +131,7 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
   if (splitOpts.chunkOverlap >= splitOpts.chunkSize)
     throw new UsageError('--chunk-overlap must be below --chunk-size');
   const clientId = clientIdArg(opts.clientId);
-  const conn = await deps.connections.forClient(clientId);
+  const conn = await connectClient(deps, clientId);
   const db = conn.db;
   const agent = await findAgent(db, opts.agent);
   const log = deps.log.child({ client_id: clientId, agent: agent.slug, op: 'docs_add' });
@@ -439,7 +439,7 @@ export async function listDocuments(
   opts: { clientId: string; agent?: string | undefined },
 ): Promise<{ clientId: string; agent: { id: string; slug: string } | null; documents: DocumentListing[] }> {
   const clientId = clientIdArg(opts.clientId);
-  const db = (await deps.connections.forClient(clientId)).db;
+  const db = (await connectClient(deps, clientId)).db;
   const agent = opts.agent ? await findAgent(db, opts.agent) : null;
   let allowed: Set<string> | null = null;
   if (agent) {

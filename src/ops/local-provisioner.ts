@@ -57,6 +57,10 @@ export class LocalStackProvisioner implements DedicatedProvisioner {
   async runSql(ref: string, sql: string): Promise<void> {
     await this.project(ref).sql.exec(sql);
   }
+
+  async querySql(ref: string, sql: string): Promise<Array<Record<string, unknown>>> {
+    return this.project(ref).sql.query(sql);
+  }
 }
 
 /** Where the running local stack's control endpoint is (what `npm run stack` prints). */

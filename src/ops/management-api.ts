@@ -190,6 +190,16 @@ export class ManagementApiProvisioner implements DedicatedProvisioner {
     });
   }
 
+  /** The rows of one statement: the Management API answers the query's result as a JSON array. */
+  async querySql(ref: string, sql: string): Promise<Array<Record<string, unknown>>> {
+    const rows = await this.call('POST', `/v1/projects/${encodeURIComponent(ref)}/database/query`, {
+      body: { query: sql },
+      // Only idempotent statements come here (the owner claim).
+      retryable: true,
+    });
+    return z.array(z.record(z.string(), z.unknown())).parse(rows ?? []);
+  }
+
   private async call(
     method: 'GET' | 'POST',
     path: string,

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { createSupabase } from '../tenancy/supabase.js';
 import { TIER_FEATURES, TIER_HOSTING } from '../tenancy/tiers.js';
 import { isUuid, type Tier } from '../tenancy/types.js';
-import { ensureDedicatedProject } from './dedicated.js';
+import { ensureDedicatedProject, projectOf } from './dedicated.js';
 import { UsageError } from './errors.js';
 import type { ClientRow, PlatformAdmin, PoolAdmins } from './platform.js';
+import { claimProjectOwner } from './project-owner.js';
 import type { DedicatedProvisioner } from './provisioner.js';
 import { type Clock, type OpsBase, request, systemClock } from './requests.js';
 
@@ -23,6 +25,11 @@ export interface ProvisionRequest {
   tierFeatures?: Record<string, unknown> | undefined;
   /** Register the client even when another one has the same name (refused otherwise). */
   allowDuplicateName?: boolean | undefined;
+  /**
+   * The dedicated project is this client's own existing one and already holds its data (no owner
+   * recorded yet): claim it anyway. Without it, a project holding data and no owner is refused.
+   */
+  adoptExistingData?: boolean | undefined;
 }
 
 export interface ProvisionResult {
@@ -89,7 +96,10 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
   }
 
   try {
-    row = hosting === 'shared' ? await provisionShared(deps, row) : await provisionDedicated(deps, row);
+    row =
+      hosting === 'shared'
+        ? await provisionShared(deps, row)
+        : await provisionDedicated(deps, row, req.adoptExistingData ?? false);
     row = await deps.platform.updateClient(id, {
       provisioning_status: 'ready',
       provisioning_error: null,
@@ -128,14 +138,67 @@ async function provisionShared(deps: ProvisionDeps, client: ClientRow): Promise<
   return client.shared_pool_id ? client : deps.platform.getClient(client.id);
 }
 
-async function provisionDedicated(deps: ProvisionDeps, client: ClientRow): Promise<ClientRow> {
+async function provisionDedicated(
+  deps: ProvisionDeps,
+  client: ClientRow,
+  adoptData: boolean,
+): Promise<ClientRow> {
   if (!deps.provisioner) throw missingProvisioner(client.tier);
   const { client: row } = await ensureDedicatedProject(
     { platform: deps.platform, provisioner: deps.provisioner, log: deps.log },
     client,
-    { migrate: true },
+    { migrate: true, adoptData },
   );
   return row;
+}
+
+export type VerifyResult =
+  | { clientId: string; hosting: 'shared'; poolId: string | null }
+  | {
+      clientId: string;
+      hosting: 'dedicated';
+      projectRef: string;
+      /** 'recorded': this run wrote the owner record (the project predates it); 'already': it was there. */
+      owner: 'recorded' | 'already';
+      sidekicks: number;
+    };
+
+/**
+ * `sidekick clients verify`: a dedicated client's project must record this client as its owner.
+ * Projects from before the record get it here (the platform already serves them to this client,
+ * so a project holding data is claimed); one that records another client is refused, exit 2. A
+ * shared client has nothing to record: the pool tells its clients apart by client_id.
+ */
+export async function verifyClient(
+  deps: Pick<ProvisionDeps, 'platform' | 'log' | 'retry'>,
+  clientId: string,
+): Promise<VerifyResult> {
+  const row = await deps.platform.getClient(clientId);
+  if (row.hosting_type === 'shared')
+    return { clientId: row.id, hosting: 'shared', poolId: row.shared_pool_id };
+  const project = projectOf(row);
+  if (!project) {
+    throw new UsageError(
+      `client ${row.id} has no complete project record (URL and keys): finish its provisioning with \`sidekick clients create --id ${row.id}\``,
+    );
+  }
+  const owner = await claimProjectOwner(
+    { kind: 'api', db: createSupabase(project.url, project.serviceRoleKey) },
+    { ref: project.ref, clientId: row.id, adoptData: true, retry: deps.retry },
+  );
+  if (owner.claimed) {
+    deps.log.warn(
+      { client_id: row.id, ref: project.ref, sidekicks: owner.sidekicks },
+      'the project had no owner record: this client is now recorded as its owner',
+    );
+  }
+  return {
+    clientId: row.id,
+    hosting: 'dedicated',
+    projectRef: project.ref,
+    owner: owner.claimed ? 'recorded' : 'already',
+    sidekicks: owner.sidekicks,
+  };
 }
 
 function missingProvisioner(tier: string): UsageError {

@@ -39,6 +39,8 @@ export interface DedicatedProvisioner {
    * copy). Absent when the provisioner has no SQL access (an existing project reached through its API).
    */
   runSql?(ref: string, sql: string): Promise<void>;
+  /** One statement as the project's owner, returning its rows (with runSql: the owner record). */
+  querySql?(ref: string, sql: string): Promise<Array<Record<string, unknown>>>;
   /** Without runSql: checks through the API that the dedicated schema is in place. */
   checkSchema?(project: ProjectHandle & ProjectKeys): Promise<void>;
 }

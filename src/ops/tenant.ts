@@ -2,7 +2,8 @@ import type { ClientConnection } from '../tenancy/connections.js';
 import { describeRef, findSidekick, type SidekickRow, sidekickRef } from '../tenancy/sidekicks.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, type ClientId } from '../tenancy/types.js';
-import { UsageError } from './errors.js';
+import { OpsError, UsageError } from './errors.js';
+import { ProjectOwnerConflictError } from './project-owner.js';
 
 /**
  * How every operator command about one client's data reaches it: the client's own connection (the
@@ -22,8 +23,25 @@ export function clientIdArg(value: string): ClientId {
   }
 }
 
-export function connectClient(deps: TenantDeps, clientId: string): Promise<ClientConnection> {
-  return deps.connections.forClient(clientIdArg(clientId));
+/**
+ * The client's connection, checked: a dedicated project that records another client as its owner
+ * is refused (ProjectOwnerConflictError, exit 2) before any command reads or writes it, whatever
+ * the platform row says. A project from before owner records (no row, or no table) is served.
+ */
+export async function connectClient(deps: TenantDeps, clientId: string): Promise<ClientConnection> {
+  const conn = await deps.connections.forClient(clientIdArg(clientId));
+  if (conn.hostingType === 'dedicated') {
+    const { data, error } = await conn.db.readProjectOwner();
+    // 42P01 / PGRST205: the project predates the owner record (`sidekick clients verify` adds it).
+    if (error && error.code !== '42P01' && error.code !== 'PGRST205') {
+      throw new OpsError(`reading the owner of client ${conn.clientId}'s project: ${error.message}`);
+    }
+    const owner = (data as { client_id?: string } | null)?.client_id;
+    if (owner && owner !== conn.clientId) {
+      throw new ProjectOwnerConflictError(conn.record.project?.url ?? '(its project)', conn.clientId, owner);
+    }
+  }
+  return conn;
 }
 
 /** `--agent`: the client's sidekick by slug or id, else a usage error that says how to list them. */

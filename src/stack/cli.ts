@@ -1,4 +1,6 @@
 import { Command } from 'commander';
+import { createEmbedder } from '../agent/runtime.js';
+import { type Config, ConfigError, EnvFileError, loadConfig, loadEnvFile } from '../config.js';
 import { startStackControl } from './control.js';
 import { startStack } from './stack.js';
 
@@ -18,7 +20,7 @@ const program = new Command('stack')
   )
   .option(
     '--port <n>',
-    'gateway port of the platform; the pool and dedicated use the next two, the control endpoint the one after',
+    'gateway port of the platform; the pool and dedicated use the next two, the control endpoint the one after (0: any free ports)',
     '54321',
   )
   .option(
@@ -38,17 +40,34 @@ const opts = program.opts<{
   poolPostgresUrl?: string;
   dedicatedPostgresUrl?: string;
 }>();
+// 0: any free ports (tests, and two stacks side by side); the printed URLs say which.
 const basePort = Number(opts.port);
-if (!Number.isInteger(basePort) || basePort < 1 || basePort > 65532) {
-  console.error(`--port: expected a port number, got "${opts.port}"`);
+if (!Number.isInteger(basePort) || basePort < 0 || basePort > 65532) {
+  console.error(`--port: expected a port number (0 for any free ports), got "${opts.port}"`);
+  process.exit(2);
+}
+
+// The demo documents are embedded with the embedder the worker and the CLI will use (the same
+// environment and .env): documents and queries in one model, or retrieval finds nothing.
+let config: Config;
+try {
+  loadEnvFile();
+  config = loadConfig();
+} catch (err) {
+  if (!(err instanceof ConfigError || err instanceof EnvFileError)) throw err;
+  console.error(err.message);
   process.exit(2);
 }
 
 try {
+  const embedder = createEmbedder(config);
+  if (opts.seed)
+    console.error(`# demo documents embedded with ${embedder.model} (${embedder.dimensions} dimensions)`);
   const stack = await startStack({
     seed: opts.seed ?? false,
-    basePort,
-    serverUrl: opts.postgresUrl ?? process.env.STACK_POSTGRES_URL ?? undefined,
+    embedder,
+    basePort: basePort || undefined,
+    serverUrl: opts.postgresUrl ?? config.stack.postgresUrl ?? undefined,
     serverUrls: {
       platform: opts.platformPostgresUrl,
       pool: opts.poolPostgresUrl,
@@ -57,7 +76,7 @@ try {
   });
   const control = await startStackControl(
     { platformUrl: stack.platform.url, addDedicated: (name) => stack.addDedicated(name) },
-    { port: basePort + 3 },
+    { port: basePort ? basePort + 3 : 0 },
   ).catch(async (err: Error) => {
     await stack.stop();
     throw new Error(`the control endpoint could not listen on 127.0.0.1:${basePort + 3}: ${err.message}`);

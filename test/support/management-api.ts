@@ -90,7 +90,7 @@ const SERVICES = new Set([
  * shapes of its OpenAPI description for the endpoints provisioning uses: POST/GET /v1/projects,
  * GET /v1/projects/{ref} and /health (COMING_UP, then ACTIVE_HEALTHY), GET /api-keys, and
  * POST /database/query, which runs the SQL against the project's real (PGlite or PostgreSQL)
- * database, so migrations really apply. Every request is recorded for assertions.
+ * database, so migrations really apply, and answers a single statement's rows as the API does. Every request is recorded for assertions.
  */
 export class ManagementApiServer {
   readonly requests: ManagementRequest[] = [];
@@ -223,6 +223,9 @@ export class ManagementApiServer {
         if (this.status(project) !== 'ACTIVE_HEALTHY') return reply(400, { message: 'project is not ready' });
         project.queries.push(query);
         try {
+          // The API answers the result rows of the query; a single statement's are kept here
+          // (a script of several, e.g. a migration, answers an empty list).
+          if (/^[^;]*;?\s*$/.test(query)) return reply(201, await project.db.sql.query(query));
           await project.db.sql.exec(query);
         } catch (err) {
           return reply(400, { message: (err as Error).message });
