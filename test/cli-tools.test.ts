@@ -4,6 +4,9 @@
  * what `test` shows.
  */
 
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SIGNATURE_HEADER } from '../src/outbound/index.js';
 import type { LocalStack } from '../src/stack/stack.js';
@@ -251,6 +254,37 @@ describe('agents tools test, list, remove', () => {
     );
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('has no tool named "opening_hours"');
+  });
+
+  it('`agents show --json` with tools edits back into `agents update --file`; a changed tools_config there is refused', async () => {
+    const shown = await sidekick(
+      ['agents', 'show', '--client', A().clientId, '--agent', 'bike-guide', '--json'],
+      env,
+    );
+    const doc = json<{ sidekick: Record<string, unknown> }>(shown);
+    expect((doc.sidekick.tools_config as { tools: unknown[] }).tools).toHaveLength(1);
+    const dir = await mkdtemp(join(tmpdir(), 'sidekick-tools-'));
+    try {
+      const file = join(dir, 'bike.json');
+      await writeFile(
+        file,
+        JSON.stringify({ ...doc, sidekick: { ...doc.sidekick, greeting: 'Hello from the file' } }),
+      );
+      const updated = await sidekick(
+        ['agents', 'update', '--client', A().clientId, '--agent', 'bike-guide', '--file', file],
+        env,
+      );
+      expect(updated.code, updated.stderr).toBe(0);
+      await writeFile(file, JSON.stringify({ sidekick: { ...doc.sidekick, tools_config: { tools: [] } } }));
+      const changed = await sidekick(
+        ['agents', 'update', '--client', A().clientId, '--agent', 'bike-guide', '--file', file],
+        env,
+      );
+      expect(changed.code).toBe(2);
+      expect(changed.stderr).toContain('tools_config: a file may carry it only unchanged');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a paragon adds an MCP server; test connects through the guard and lists its tools', async () => {

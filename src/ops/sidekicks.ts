@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { NoChannelAllowedError } from '../agent/errors.js';
@@ -41,22 +42,28 @@ export const sidekickSpecSchema = z
     voice_chat_enabled: z.boolean(),
     text_chat_enabled: z.boolean(),
     video_chat_enabled: z.boolean(),
+    /**
+     * Accepted so that `agents show --json` output edits back; it must be unchanged: tools are
+     * changed with `agents tools add|remove`, where the tier's limits are checked.
+     */
+    tools_config: z.unknown(),
   })
   .partial()
   .strict();
 export type SidekickSpec = z.infer<typeof sidekickSpecSchema>;
 
 /** The flag each field is set by, for messages that name what the operator typed. */
-export const SPEC_FLAGS: Readonly<Record<keyof SidekickSpec, string>> = Object.freeze({
-  name: '--name',
-  slug: '--slug',
-  system_prompt: '--system-prompt',
-  greeting: '--greeting',
-  voice_settings: '--voice-settings',
-  voice_chat_enabled: '--voice-chat',
-  text_chat_enabled: '--text-chat',
-  video_chat_enabled: '--video-chat',
-});
+export const SPEC_FLAGS: Readonly<Record<Exclude<keyof SidekickSpec, 'tools_config'>, string>> =
+  Object.freeze({
+    name: '--name',
+    slug: '--slug',
+    system_prompt: '--system-prompt',
+    greeting: '--greeting',
+    voice_settings: '--voice-settings',
+    voice_chat_enabled: '--voice-chat',
+    text_chat_enabled: '--text-chat',
+    video_chat_enabled: '--video-chat',
+  });
 
 /** Checks a spec (from flags, a file, or both merged); `source` names where it came from. */
 export function checkSpec(value: unknown, source: string): SidekickSpec {
@@ -67,7 +74,7 @@ export function checkSpec(value: unknown, source: string): SidekickSpec {
       return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.join(', ')} (known: ${Object.keys(SPEC_FLAGS).join(', ')})`;
     }
     const field = String(i.path[0] ?? '');
-    const flag = SPEC_FLAGS[field as keyof SidekickSpec];
+    const flag = SPEC_FLAGS[field as keyof typeof SPEC_FLAGS];
     return `${field}${flag && source === 'flags' ? ` (${flag})` : ''}: ${i.message}`;
   });
   throw new UsageError(`${source}: ${problems.join('; ')}`);
@@ -131,7 +138,8 @@ export async function createSidekick(
   opts: { clientId: string; spec: SidekickSpec },
 ): Promise<SidekickResult> {
   const conn = await connectClient(deps, opts.clientId);
-  const spec = { ...opts.spec };
+  const { tools_config: tools, ...spec } = opts.spec;
+  if (tools !== undefined) throw toolsByCommand();
   if (!spec.name) throw new UsageError('--name: a sidekick needs a name');
   spec.slug ??= slugFromName(spec.name);
   if (!SIDEKICK_SLUG.test(spec.slug)) {
@@ -184,7 +192,8 @@ export async function updateSidekick(
 ): Promise<SidekickResult> {
   const conn = await connectClient(deps, opts.clientId);
   const current = await sidekickArg(conn.db, opts.agent);
-  const patch: SidekickSpec = { ...opts.patch };
+  const { tools_config: tools, ...patch }: SidekickSpec = { ...opts.patch };
+  if (tools !== undefined && !isDeepStrictEqual(tools, current.tools_config)) throw toolsByCommand();
   if (opts.voice !== undefined) {
     patch.voice_settings = { ...(patch.voice_settings ?? current.voice_settings ?? {}), voice: opts.voice };
   }
@@ -378,6 +387,12 @@ export async function deleteSidekick(
   );
   plan.deleted = true;
   return plan;
+}
+
+function toolsByCommand(): UsageError {
+  return new UsageError(
+    'tools_config: a file may carry it only unchanged; tools are added and removed with `sidekick agents tools add|remove` (where the tier limits are checked)',
+  );
 }
 
 function notFound(clientId: string, agent: string): UsageError {

@@ -134,38 +134,43 @@ export class ClientSecretStore {
     return { value: kept, created: kept === value };
   }
 
-  /** For a session: the named tool secrets and the signing secret of this client only. */
+  /**
+   * For a session: the named tool secrets and the signing secret of this client only, in one
+   * request (the signing secret is made here on a client's first session with tools).
+   */
   async load(clientId: string, names: readonly string[]): Promise<LoadedSecrets> {
     const wanted = [...new Set(names)];
     const values = new Map<string, string>();
     const problems: Array<{ name: string; problem: string }> = [];
-    if (wanted.length) {
-      const res = await this.db
-        .from('client_secrets')
-        .select('id, client_id, kind, name, key_id, iv, ciphertext, created_at, updated_at')
-        .eq('client_id', clientId)
-        .eq('kind', 'tool')
-        .in('name', wanted);
-      if (res.error) throw dbError(`reading the secrets of client ${clientId}`, res.error);
-      for (const row of (res.data ?? []) as SecretRow[]) {
-        try {
-          // Bound to the client this session is for, whatever the row says.
-          values.set(row.name, this.keyring.open(row, { clientId, kind: 'tool', name: row.name }));
-        } catch (err) {
-          if (!(err instanceof SecretDecryptError)) throw err;
-          problems.push({ name: row.name, problem: err.message });
-        }
-      }
-      for (const name of wanted) {
-        if (!values.has(name) && !problems.some((p) => p.name === name)) {
-          problems.push({
-            name,
-            problem: `secret ${name} is not set for client ${clientId} (sidekick secrets set)`,
-          });
-        }
+    const res = await this.db
+      .from('client_secrets')
+      .select('id, client_id, kind, name, key_id, iv, ciphertext, created_at, updated_at')
+      .eq('client_id', clientId)
+      .in('name', [...wanted, SIGNING.name]);
+    if (res.error) throw dbError(`reading the secrets of client ${clientId}`, res.error);
+    let signing: string | undefined;
+    for (const row of (res.data ?? []) as SecretRow[]) {
+      try {
+        // Bound to the client this session is for, whatever the row says.
+        const value = this.keyring.open(row, { clientId, kind: row.kind, name: row.name });
+        if (row.kind === 'signing') signing = value;
+        else values.set(row.name, value);
+      } catch (err) {
+        if (!(err instanceof SecretDecryptError)) throw err;
+        // A signing secret that does not open is not replaced behind the operator's back.
+        if (row.kind === 'signing') throw err;
+        problems.push({ name: row.name, problem: err.message });
       }
     }
-    const { value: signing } = await this.signingSecret(clientId);
+    for (const name of wanted) {
+      if (!values.has(name) && !problems.some((p) => p.name === name)) {
+        problems.push({
+          name,
+          problem: `secret ${name} is not set for client ${clientId} (sidekick secrets set)`,
+        });
+      }
+    }
+    signing ??= (await this.signingSecret(clientId)).value;
     return { values, signing, problems };
   }
 
