@@ -19,6 +19,7 @@ import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
 import { userCommands } from './commands/users.js';
 import { webhookCommands } from './commands/webhooks.js';
+import { workCommands } from './commands/work.js';
 import { ConfigError, EnvFileError, loadEnvFile } from './config.js';
 
 export type { CliIo };
@@ -50,6 +51,7 @@ ${EXIT_CODES_HELP}`,
   userCommands(program, ctx);
   webhookCommands(program, ctx);
   retentionCommands(program, ctx);
+  workCommands(program, ctx);
   // The contract holds for every command: each one's --help says it.
   const withContract = (cmd: Command): void => {
     for (const sub of cmd.commands) {

@@ -9,6 +9,7 @@ import { retentionCommands } from '../src/commands/retention.js';
 import { CommandContext } from '../src/commands/shared.js';
 import { userCommands } from '../src/commands/users.js';
 import { webhookCommands } from '../src/commands/webhooks.js';
+import { workCommands } from '../src/commands/work.js';
 import { dbError, LimitError } from '../src/ops/errors.js';
 import { ClientNotReadyError } from '../src/tenancy/errors.js';
 import { sidekick } from './support/cli.js';
@@ -24,6 +25,7 @@ function commandPaths(): string[][] {
   userCommands(program, ctx);
   webhookCommands(program, ctx);
   retentionCommands(program, ctx);
+  workCommands(program, ctx);
   const out: string[][] = [];
   const walk = (cmd: Command, path: string[]) => {
     for (const sub of cmd.commands) {

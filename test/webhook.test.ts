@@ -164,6 +164,15 @@ describe('the post-session webhook', () => {
     ]);
     const text = await sidekick(['webhooks', 'list', '--client', A().clientId], env);
     expect(text.stdout).toContain('delivered: HTTP 200');
+    // Every kind of after-session work, with its outcome and never its payload.
+    const work = json<{ items: Array<Record<string, unknown>> }>(
+      await sidekick(['work', 'list', '--client', A().clientId, '--json'], env),
+    );
+    expect(work.items.map((i) => [i.kind, i.status]).sort()).toEqual([
+      ['post_session', 'done'],
+      ['webhook', 'done'],
+    ]);
+    for (const i of work.items) expect(i).not.toHaveProperty('payload');
 
     const redo = await sidekick(
       ['webhooks', 'redeliver', '--client', A().clientId, '--id', listed.deliveries[0]!.id],

@@ -109,7 +109,7 @@ export async function forgetUser(
   if (work.error) throw dbError('deleting the user’s work items', work.error);
   deleted.work_items = work.count ?? 0;
 
-  deleted.transcripts += await count(
+  deleted.transcripts += count(
     'deleting the user’s turns',
     await db.from('conversation_transcripts').delete({ count: 'exact' }).eq('user_id', userId),
   );
@@ -121,16 +121,16 @@ export async function forgetUser(
     ) as Array<{ id: string }>;
     if (!page.length) break;
     const ids = page.map((c) => c.id);
-    deleted.transcripts += await count(
+    deleted.transcripts += count(
       'deleting turns of the user’s conversations',
       await db.from('conversation_transcripts').delete({ count: 'exact' }).in('conversation_id', ids),
     );
-    deleted.conversations += await count(
+    deleted.conversations += count(
       'deleting the user’s conversations',
       await db.from('conversations').delete({ count: 'exact' }).in('id', ids),
     );
   }
-  deleted.overviews = await count(
+  deleted.overviews = count(
     'deleting the user’s overviews',
     await db.from('user_overviews').delete({ count: 'exact' }).eq('user_id', userId),
   );
@@ -170,10 +170,7 @@ function must(what: string, res: { data: unknown; error: PostgrestErrorLike | nu
   return res.data;
 }
 
-async function count(
-  what: string,
-  res: { count: number | null; error: PostgrestErrorLike | null },
-): Promise<number> {
+function count(what: string, res: { count: number | null; error: PostgrestErrorLike | null }): number {
   if (res.error) throw dbError(what, res.error);
   return res.count ?? 0;
 }
