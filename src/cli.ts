@@ -14,8 +14,12 @@ import { chatCommand } from './commands/chat.js';
 import { clientCommands } from './commands/clients.js';
 import { docsCommands } from './commands/docs.js';
 import { EXIT_CODES_HELP, exitCodeFor } from './commands/exit-codes.js';
+import { retentionCommands } from './commands/retention.js';
 import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
+import { userCommands } from './commands/users.js';
+import { webhookCommands } from './commands/webhooks.js';
+import { workCommands } from './commands/work.js';
 import { ConfigError, EnvFileError, loadEnvFile } from './config.js';
 
 export type { CliIo };
@@ -24,7 +28,9 @@ export type { CliIo };
 export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
   const ctx = new CommandContext(io);
   const program = new Command('sidekick')
-    .description('Operations for the sidekick platform: clients, tier upgrades, sidekicks, documents, chat')
+    .description(
+      'Operations for the sidekick platform: clients, tier upgrades, sidekicks, documents, chat, end users, webhooks, retention',
+    )
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) })
@@ -42,6 +48,10 @@ ${EXIT_CODES_HELP}`,
   docsCommands(program, ctx);
   secretsCommands(program, ctx);
   chatCommand(program, ctx);
+  userCommands(program, ctx);
+  webhookCommands(program, ctx);
+  retentionCommands(program, ctx);
+  workCommands(program, ctx);
   // The contract holds for every command: each one's --help says it.
   const withContract = (cmd: Command): void => {
     for (const sub of cmd.commands) {

@@ -4,7 +4,8 @@
  */
 
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
 import { LOG_LEVELS, type LogLevel, REDACTED, redactString } from './log.js';
@@ -44,6 +45,9 @@ const VARIABLE_HELP = {
   TRANSCRIPT_BATCH_SIZE: 'transcript turns written per insert',
   TRANSCRIPT_MAX_BUFFERED: 'most transcript turns held in memory awaiting a write',
   TRANSCRIPT_GRACE_MS: 'how long after a session ends its buffered turns are still retried, in milliseconds',
+  TRANSCRIPT_SPOOL_DIR:
+    'where turns not written by session end are kept when the platform database is unreachable too (a local directory)',
+  RETENTION_SWEEP_INTERVAL_S: 'how often the worker sweeps expired transcripts, in seconds; 0 = never',
   SECRETS_KEY:
     "the key clients' secrets are encrypted with: 32 random bytes, base64 (openssl rand -base64 32); unset = sessions get no client tools",
   SECRETS_OLD_KEYS:
@@ -121,6 +125,11 @@ export interface Config {
     readonly batchSize: number;
     readonly maxBuffered: number;
     readonly graceMs: number;
+    readonly spoolDir: string;
+  };
+  readonly retention: {
+    /** 0: the worker never sweeps (run `sidekick retention run` instead). */
+    readonly sweepIntervalS: number;
   };
   readonly secrets: {
     /** base64 of 32 bytes; null = no key (client tools are off). */
@@ -300,6 +309,8 @@ const schema = z.object({
   TRANSCRIPT_BATCH_SIZE: int(50, 1, 1000),
   TRANSCRIPT_MAX_BUFFERED: int(5000, 1),
   TRANSCRIPT_GRACE_MS: int(30_000, 0, HOUR_MS),
+  TRANSCRIPT_SPOOL_DIR: text(join(tmpdir(), 'sidekick-transcript-spool')),
+  RETENTION_SWEEP_INTERVAL_S: int(3600, 0, 7 * 24 * 3600),
   SECRETS_KEY: keys(false),
   SECRETS_OLD_KEYS: keys(true),
   OUTBOUND_ALLOWLIST: allowlist(),
@@ -489,7 +500,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       batchSize: v.TRANSCRIPT_BATCH_SIZE,
       maxBuffered: v.TRANSCRIPT_MAX_BUFFERED,
       graceMs: v.TRANSCRIPT_GRACE_MS,
+      spoolDir: v.TRANSCRIPT_SPOOL_DIR,
     },
+    retention: { sweepIntervalS: v.RETENTION_SWEEP_INTERVAL_S },
     secrets: { key: v.SECRETS_KEY[0] ?? null, oldKeys: v.SECRETS_OLD_KEYS },
     outbound: { allowlist: v.OUTBOUND_ALLOWLIST },
     healthPort: v.HEALTH_PORT,

@@ -5,7 +5,11 @@ import { chatCommand } from '../src/commands/chat.js';
 import { clientCommands } from '../src/commands/clients.js';
 import { docsCommands } from '../src/commands/docs.js';
 import { EXIT, exitCodeFor } from '../src/commands/exit-codes.js';
+import { retentionCommands } from '../src/commands/retention.js';
 import { CommandContext } from '../src/commands/shared.js';
+import { userCommands } from '../src/commands/users.js';
+import { webhookCommands } from '../src/commands/webhooks.js';
+import { workCommands } from '../src/commands/work.js';
 import { dbError, LimitError } from '../src/ops/errors.js';
 import { ClientNotReadyError } from '../src/tenancy/errors.js';
 import { sidekick } from './support/cli.js';
@@ -18,6 +22,10 @@ function commandPaths(): string[][] {
   agentCommands(program, ctx);
   docsCommands(program, ctx);
   chatCommand(program, ctx);
+  userCommands(program, ctx);
+  webhookCommands(program, ctx);
+  retentionCommands(program, ctx);
+  workCommands(program, ctx);
   const out: string[][] = [];
   const walk = (cmd: Command, path: string[]) => {
     for (const sub of cmd.commands) {

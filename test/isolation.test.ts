@@ -955,3 +955,99 @@ describe('what a refusal tells A about B', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The retention sweep's RPC (migrations/shared_pool/007): deletes, so it has its own probes
+
+describe('sweep_expired: a tenant sweeps its own rows only', () => {
+  const FUTURE = '2999-01-01T00:00:00Z';
+  const PAST = '2000-01-01T00:00:00Z';
+  const args = (clientId: string | null, before: string, dryRun: boolean) => ({
+    p_client_id: clientId,
+    p_before: before,
+    p_limit: 10_000,
+    p_dry_run: dryRun,
+  });
+  /** What a dry run before FUTURE counts for c, as superuser. */
+  const countsOf = async (c: Tenant) => {
+    const [r] = await stack.pool.sql.query<{ t: number; c: number }>(
+      `SELECT (SELECT count(*) FROM conversation_transcripts WHERE client_id = $1)::int AS t,
+              (SELECT count(*) FROM conversations WHERE client_id = $1)::int AS c`,
+      [c.id],
+    );
+    return { transcripts: r!.t, conversations: r!.c, more: false };
+  };
+  let a: SupabaseClient;
+  let anon: SupabaseClient;
+  let service: SupabaseClient;
+  beforeAll(async () => {
+    a = poolClient(
+      stack.pool.anonKey,
+      await new TenantTokenMinter(TOKEN_KINDS[0]!.signing(), { ttlSeconds: 300 }).tokenFor(A.id),
+    );
+    anon = poolClient(stack.pool.anonKey, null);
+    service = poolClient(stack.pool.serviceRoleKey, stack.pool.serviceRoleKey);
+  });
+
+  it.each([
+    ['B', () => B.id],
+    ['null', () => null],
+  ])("A's token naming p_client_id = %s is refused, dry or not", async (_label, target) => {
+    for (const dry of [true, false]) {
+      const res = await a.rpc('sweep_expired', args(target(), FUTURE, dry));
+      note('tenant HS256 | rpc sweep_expired naming another client', res);
+      expect(res.error, describeRes(res)).not.toBeNull();
+      expect(res.data).toBeNull();
+      await expectPoolUnchanged();
+    }
+  });
+
+  it('the anon key and a token without a client_id claim are refused', async () => {
+    const noClaim = poolClient(
+      stack.pool.anonKey,
+      await new SignJWT({ role: 'authenticated' })
+        .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(stack.pool.jwtSecret)),
+    );
+    for (const db of [anon, noClaim]) {
+      for (const target of [A.id, B.id]) {
+        const res = await db.rpc('sweep_expired', args(target, FUTURE, false));
+        note('anon / no claim | rpc sweep_expired', res);
+        expect(res.error, describeRes(res)).not.toBeNull();
+        await expectPoolUnchanged();
+      }
+    }
+  });
+
+  it("A's dry run counts exactly its own rows; the service role may count anyone's", async () => {
+    const mine = await a.rpc('sweep_expired', args(A.id, FUTURE, true));
+    note('tenant HS256 | rpc sweep_expired own dry run', mine);
+    expect(mine.error, describeRes(mine)).toBeNull();
+    expect(mine.data).toEqual(await countsOf(A));
+    const theirs = await service.rpc('sweep_expired', args(B.id, FUTURE, true));
+    note('service_role | rpc sweep_expired dry run of B', theirs);
+    expect(theirs.data).toEqual(await countsOf(B));
+    await expectPoolUnchanged();
+  });
+
+  it('A sweeping with nothing expired deletes nothing; sweeping everything of its own leaves B whole', async () => {
+    const none = await a.rpc('sweep_expired', args(A.id, PAST, false));
+    expect(none.data).toEqual({ transcripts: 0, conversations: 0, more: false });
+    await expectPoolUnchanged();
+    const before = await snapshot();
+    // Last in this file: it deletes A's turns and conversations.
+    const all = await a.rpc('sweep_expired', args(A.id, FUTURE, false));
+    note('tenant HS256 | rpc sweep_expired own, everything', all);
+    expect(all.error, describeRes(all)).toBeNull();
+    const after = await snapshot();
+    expect(ofClient(after, B)).toEqual(ofClient(before, B));
+    const left = await countsOf(A);
+    expect([left.transcripts, left.conversations]).toEqual([0, 0]);
+    // Everything else of A (sidekicks, documents, overviews) is still there.
+    const untouched = (s: Snapshot) =>
+      Object.fromEntries(Object.entries(ofClient(s, A)).filter(([k]) => !k.startsWith('conversation')));
+    expect(untouched(after)).toEqual(untouched(before));
+    baseline = after;
+  });
+});

@@ -211,7 +211,13 @@ describe('platform: clients and shared pools', () => {
       )
     ).map((t) => t.name);
     expect(tables).toEqual(
-      expect.arrayContaining(['clients', 'shared_pool_config', 'work_items', 'client_secrets']),
+      expect.arrayContaining([
+        'clients',
+        'shared_pool_config',
+        'work_items',
+        'platform_leases',
+        'client_secrets',
+      ]),
     );
     const functions = await db.sql.query<{ name: string; call: string }>(
       `SELECT p.proname AS name,
@@ -222,7 +228,13 @@ describe('platform: clients and shared pools', () => {
           AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
     );
     expect(functions.map((f) => f.name)).toEqual(
-      expect.arrayContaining(['assign_shared_pool', 'claim_work_items', 'finish_work_item']),
+      expect.arrayContaining([
+        'assign_shared_pool',
+        'claim_work_items',
+        'finish_work_item',
+        'take_lease',
+        'release_lease',
+      ]),
     );
     for (const actor of [ANON, tenant(randomUUID())]) {
       for (const table of tables) {
@@ -245,6 +257,44 @@ describe('platform: clients and shared pools', () => {
       `SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND NOT relrowsecurity`,
     );
     expect(rls!.n).toBe(0);
+  });
+
+  it('a lease has one holder until it expires or is released; with an interval, it is not taken again too soon', async () => {
+    const take = async (holder: string, seconds: number, interval = 0) =>
+      (
+        await db.one<{ ok: boolean }>(SERVICE, 'SELECT take_lease($1, $2, $3, $4) AS ok', [
+          'probe_lease',
+          holder,
+          seconds,
+          interval,
+        ])
+      )[0]!.ok;
+    const release = async (holder: string) =>
+      (
+        await db.one<{ ok: boolean }>(SERVICE, 'SELECT release_lease($1, $2, $3) AS ok', [
+          'probe_lease',
+          holder,
+          '{"n": 1}',
+        ])
+      )[0]!.ok;
+    expect(await take('w1', 1)).toBe(true);
+    expect(await take('w2', 30)).toBe(false);
+    expect(await take('w1', 30)).toBe(true); // renewed by its holder
+    expect(await release('w2')).toBe(false);
+    expect(await release('w1')).toBe(true);
+    // Released a moment ago: with a one-hour interval nobody takes it; without one, anybody.
+    expect(await take('w2', 30, 3600)).toBe(false);
+    expect(await take('w2', 1)).toBe(true);
+    await new Promise((r) => setTimeout(r, 1100));
+    expect(await take('w3', 30)).toBe(true); // w2 died: its lease expired
+    const [row] = await db.sql.query('SELECT holder, last_result FROM platform_leases WHERE name = $1', [
+      'probe_lease',
+    ]);
+    expect(row).toEqual({ holder: 'w3', last_result: { n: 1 } });
+    expect((await failure(db.one(SERVICE, "SELECT take_lease('probe_lease', '', 30)"))).code).toBe('22023');
+    expect((await failure(db.sql.query("INSERT INTO platform_leases (name) VALUES ('Bad Name')"))).code).toBe(
+      '23514',
+    );
   });
 
   it('updated_at follows updates', async () => {

@@ -14,12 +14,14 @@ import { routeLiveKitLogs } from './livekit-log.js';
 import { parseJobMetadata } from './metadata.js';
 import { createLLM, createVoiceModels } from './models.js';
 import { createRuntime, type WorkerRuntime } from './runtime.js';
-import { prepareSession } from './session.js';
+import { type PreparedSession, prepareSession } from './session.js';
 import { type FrameSource, VideoSampler } from './video.js';
 
 interface ProcessData extends Record<string, unknown> {
   runtime: WorkerRuntime;
   vad: Awaited<ReturnType<typeof silero.VAD.load>>;
+  /** The job's session, for onSessionEnd. */
+  prepared?: PreparedSession;
 }
 
 /** The latest frame of whichever camera or screen share the user publishes. */
@@ -55,11 +57,12 @@ export default defineAgent<ProcessData>({
     });
     const video = new UserVideo();
     // Planned before connecting: the plan decides what to subscribe to.
-    const prepared = await prepareSession(runtime, metadata, log, { video });
+    const prepared = await prepareSession(runtime, metadata, log, { video, sessionId: ctx.job.id });
+    ctx.proc.userData.prepared = prepared;
     const { plan } = prepared;
     ctx.addShutdownCallback(async () => {
       video.sampler?.close();
-      await prepared.close();
+      await prepared.close(); // done already by onSessionEnd, unless it could not run
     });
 
     const subscribe = plan.video.enabled
@@ -90,5 +93,11 @@ export default defineAgent<ProcessData>({
       inputOptions: { audioEnabled: plan.audio.enabled, textEnabled: plan.text.enabled, videoEnabled: false },
       outputOptions: { audioEnabled: plan.audio.enabled, transcriptionEnabled: true },
     });
+  },
+
+  // After the AgentSession closed: flush the transcripts (or spool them) and queue the post-session
+  // work, one platform request; the worker's main process does that work (src/work/background.ts).
+  onSessionEnd: async (ctx: JobContext<ProcessData>) => {
+    await ctx.proc.userData.prepared?.close();
   },
 });

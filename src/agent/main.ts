@@ -9,7 +9,9 @@ import {
   loadEnvFile,
 } from '../config.js';
 import { rootLogger } from '../log.js';
+import { PlatformAdmin } from '../ops/platform.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
+import { afterSessionDeps, type BackgroundWork, startBackgroundWork } from '../work/background.js';
 import { treeFootprint } from './footprint.js';
 import { liveKitLogger, routeLiveKitLogs } from './livekit-log.js';
 import { LiveKitConnectionNotice } from './livekit-wait.js';
@@ -62,14 +64,32 @@ async function main(): Promise<void> {
     );
   }
   const runtime = createRuntime(config, log);
+  if (config.platform.mode !== 'remote') throw new Error('unreachable: the embedded stack sets the platform');
+  const platform = config.platform;
+  // Post-session work, webhooks and spooled turns of every worker's sessions; the retention sweep.
+  let background: BackgroundWork | undefined;
+  const startBackground = () => {
+    background ??= startBackgroundWork(runtime, {
+      platform: PlatformAdmin.connect(platform.url, platform.serviceRoleKey),
+      // Reports are signed with each client's signing secret (SECRETS_KEY); without it none are sent.
+      ...afterSessionDeps(runtime),
+    });
+  };
+  // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
+  // items, and what it was doing resumes on another worker once its lease expires.
+  process.once('SIGTERM', () => void background?.stop());
   // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
   // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
   // Once LiveKit takes the worker, jobs can come: the embedded platform (lazy) starts then, so the
-  // first job's lookup does not wait for it (and time out under load).
-  const warmPlatform = () =>
+  // first job's lookup does not wait for it (and time out under load); so does the background
+  // work, which would otherwise start it at once.
+  const warmPlatform = () => {
     void embedded.stack?.platform.sql.query('SELECT 1').catch((err: unknown) => {
       log.error({ err }, 'the embedded platform database did not start');
     });
+    startBackground();
+  };
+  if (!embedded.stack) startBackground();
   const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
   routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
   void reportReady(config.healthPort, log);
@@ -88,9 +108,12 @@ async function main(): Promise<void> {
       production: config.nodeEnv === 'production',
       // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
       drainTimeout: 15 * 60 * 1000,
-      // A job gets this long after the room ends before it is killed: enough for the transcript
-      // grace period (LiveKit's default, 60 s, would cut a longer one short).
-      shutdownProcessTimeout: config.transcripts.graceMs + 15_000,
+      // onSessionEnd flushes the transcripts (their grace period, then the spool) and queues the
+      // post-session work: one platform request, well inside the margin.
+      sessionEndTimeout: config.transcripts.graceMs + 30_000,
+      // A job gets this long for its shutdown callbacks after that: the same flush again when
+      // onSessionEnd could not run (LiveKit's default, 60 s, would cut a longer grace period short).
+      shutdownProcessTimeout: config.transcripts.graceMs + 30_000,
       maxRetry: Number.MAX_SAFE_INTEGER,
       // The embedded default is local work: a job process (about 200 MB each) is started when a
       // job comes, as LiveKit's dev mode does, instead of min(cores, 4) kept idle. LiveKit reads 0

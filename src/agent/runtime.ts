@@ -8,6 +8,8 @@ import { ClientSecretStore } from '../secrets/store.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 import { createSupabase } from '../tenancy/supabase.js';
+import { WorkQueue, workerIdentity } from '../work/queue.js';
+import { TranscriptSpool } from '../work/spool.js';
 
 /**
  * What a process builds once: config, the client directory and its connections, the embedder.
@@ -19,6 +21,10 @@ export interface WorkerRuntime {
   log: Logger;
   connections: ClientConnectionManager;
   embedder: Embedder;
+  /** The platform's durable work queue: post-session work, webhooks, spooled turns. */
+  work: WorkQueue;
+  /** Where a session's unwritten turns go at its end (the work queue, or a local file). */
+  spool: TranscriptSpool;
   /** Every call to a URL a client wrote (tools, MCP servers) goes through it. */
   outbound: OutboundClient;
   /** Clients' secrets (platform database); null without SECRETS_KEY: sessions get no client tools. */
@@ -39,7 +45,7 @@ export function createEmbedder(config: Config): Embedder {
 export function createRuntime(
   config: Config,
   log: Logger,
-  overrides: { embedder?: Embedder; outbound?: OutboundClient } = {},
+  overrides: { embedder?: Embedder; work?: WorkQueue; outbound?: OutboundClient } = {},
 ): WorkerRuntime {
   if (config.platform.mode !== 'remote') {
     throw new Error(
@@ -54,12 +60,20 @@ export function createRuntime(
     maxProjects: config.tenancy.maxCachedConnections,
     warn: (msg, fields) => log.warn(fields, msg),
   });
+  const work =
+    overrides.work ??
+    new WorkQueue(
+      createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
+      workerIdentity(),
+    );
   const keyring = SecretsKeyring.from(config.secrets);
   return {
     config,
     log,
     connections,
     embedder: overrides.embedder ?? createEmbedder(config),
+    work,
+    spool: new TranscriptSpool({ queue: work, dir: config.transcripts.spoolDir, log }),
     outbound:
       overrides.outbound ??
       new OutboundClient({ allowlist: Allowlist.parse(config.outbound.allowlist.join(',')) }),

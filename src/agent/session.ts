@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { voice } from '@livekit/agents';
 import type { Logger } from 'pino';
 import { ContextManager } from '../context/context-manager.js';
 import { TranscriptStore } from '../context/transcripts.js';
 import type { ClientConnection } from '../tenancy/connections.js';
+import { sessionAftercare } from '../work/session-end.js';
 import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
@@ -23,8 +25,11 @@ export interface PreparedSession {
   /** Hooks the session's events: every user and assistant turn to the transcript store, and each
    * final user transcript to the context prefetch. */
   attach(session: voice.AgentSession): void;
-  /** Flushes transcripts (retrying for the grace period) and reports what happened. */
-  close(): Promise<{ written: number; dropped: number }>;
+  /**
+   * Flushes transcripts (retrying for the grace period; what is left goes to the spool), queues the
+   * post-session work, and reports what happened. Called again, it returns the first call's result.
+   */
+  close(): Promise<{ written: number; dropped: number; spooled: number }>;
 }
 
 /**
@@ -37,8 +42,9 @@ export async function prepareSession(
   runtime: WorkerRuntime,
   metadata: JobMetadata,
   log: Logger,
-  opts: { video?: FrameSource } = {},
+  opts: { video?: FrameSource; sessionId?: string } = {},
 ): Promise<PreparedSession> {
+  const startedAt = new Date();
   const { config, connections } = runtime;
   const { plan, connection, degraded, conversationId, conversationClaimed, overview } = await planSession(
     metadata,
@@ -75,6 +81,18 @@ export async function prepareSession(
     budgets: { lookupMs: config.context.budgetMs, maxChars: config.context.maxChars },
     log,
   });
+  const after = sessionAftercare(
+    { queue: runtime.work, spool: runtime.spool, log },
+    {
+      clientId: metadata.clientId,
+      sessionId: opts.sessionId ?? randomUUID(),
+      sidekickId: plan.sidekick.id,
+      sidekickSlug: plan.sidekick.slug,
+      userId: metadata.userId ?? null,
+      settings: connection.settings,
+      startedAt,
+    },
+  );
   const transcripts = new TranscriptStore({
     resolveDb,
     // A refusal may mean the client moved (tier upgrade): look it up afresh before the next try.
@@ -92,6 +110,8 @@ export async function prepareSession(
     batchSize: config.transcripts.batchSize,
     maxBuffered: config.transcripts.maxBuffered,
     graceMs: config.transcripts.graceMs,
+    redact: after.redact,
+    spool: after.spool,
   });
   const tools = await prepareSessionTools(plan, {
     outbound: runtime.outbound,
@@ -111,6 +131,7 @@ export async function prepareSession(
     log,
   });
 
+  let closed: ReturnType<PreparedSession['close']> | undefined;
   return {
     plan,
     connection,
@@ -132,11 +153,18 @@ export async function prepareSession(
         if (ev.isFinal) agent.prefetch(ev.transcript);
       });
     },
-    async close() {
-      await tools.close();
-      const stats = await transcripts.close();
-      log.info({ written: stats.written, dropped: stats.dropped }, 'session transcripts closed');
-      return { written: stats.written, dropped: stats.dropped };
+    close() {
+      closed ??= (async () => {
+        await tools.close();
+        const stats = await transcripts.close();
+        log.info(
+          { written: stats.written, dropped: stats.dropped, spooled: stats.spooled },
+          'session transcripts closed',
+        );
+        await after.end(stats, transcripts.conversationId);
+        return { written: stats.written, dropped: stats.dropped, spooled: stats.spooled };
+      })();
+      return closed;
     },
   };
 }

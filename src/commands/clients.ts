@@ -15,11 +15,13 @@ import { abortUpgrade, type UpgradeResult, upgradeClient } from '../ops/upgrade.
 import { PROVISIONING_STATUSES, type ProvisioningStatus } from '../tenancy/platform-rows.js';
 import { BOOLEAN_FEATURES, DEDICATED_TIERS, type DedicatedTier, LIMIT_NAMES } from '../tenancy/tiers.js';
 import { HOSTING_TYPES, type HostingType, TIERS, type Tier } from '../tenancy/types.js';
+import { clientSettingsCommands } from './client-settings.js';
 import { type CommandContext, oneOf, parseCount, parseJsonObject, parseUuid } from './shared.js';
 
 /** `sidekick clients ...`: register, inspect and move clients. */
 export function clientCommands(program: Command, ctx: CommandContext): void {
   const clients = program.command('clients').description('register, inspect and move clients');
+  clientSettingsCommands(clients, ctx);
 
   dedicatedOptions(
     clients

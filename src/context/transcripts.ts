@@ -44,12 +44,31 @@ export interface TranscriptStoreOptions {
   /** After close(), how long unwritten turns keep being retried before they are dropped. */
   graceMs: number;
   retry?: { minMs: number; maxMs: number };
+  /** The turn as it is to be stored (PII masked: context/redaction.ts); runs first in add(). */
+  redact?: (turn: Turn) => Turn;
+  /**
+   * Takes what close() could not write within the grace period somewhere durable (work/spool.ts),
+   * to be written later; true when it did. Without it, or when it fails, those turns are dropped.
+   */
+  spool?: (rows: readonly SpooledTurn[], conversation: SpooledConversation) => Promise<boolean>;
+}
+
+/** A turn close() could not write: the row as it would have been written (no embedding). */
+export type SpooledTurn = Omit<PendingRow, 'embedding'>;
+export interface SpooledConversation {
+  id: string;
+  created: boolean;
+  agentId: string | undefined;
+  agentSlug: string | undefined;
+  userId: string | null;
 }
 
 export interface TranscriptStats {
   written: number;
   pending: number;
   dropped: number;
+  /** Handed to the spool at close(): written later, not lost. */
+  spooled: number;
   failedAttempts: number;
 }
 
@@ -80,7 +99,8 @@ function writeError(what: string, res: { error: { message: string; code?: string
  * with backoff while the database is unreachable or refuses writes (a tier move fences them).
  * Every row carries an id made here and is written with ON CONFLICT DO NOTHING, so a retry after a
  * lost reply never duplicates a turn. close() flushes, retrying for `graceMs`; what is still
- * unwritten then is dropped, counted and logged (without its text).
+ * unwritten then goes to the spool (written later, by id, so exactly once), or without one is
+ * dropped, counted and logged (without its text).
  */
 export class TranscriptStore {
   private readonly queue: PendingRow[] = [];
@@ -92,7 +112,7 @@ export class TranscriptStore {
   private loop: Promise<void> | undefined;
   private closing = false;
   private readonly abort = new AbortController();
-  readonly stats: TranscriptStats = { written: 0, pending: 0, dropped: 0, failedAttempts: 0 };
+  readonly stats: TranscriptStats = { written: 0, pending: 0, dropped: 0, spooled: 0, failedAttempts: 0 };
 
   constructor(private readonly opts: TranscriptStoreOptions) {
     this.agentId = opts.conversation.agentId;
@@ -104,6 +124,7 @@ export class TranscriptStore {
   }
 
   add(turn: Turn): void {
+    if (this.opts.redact) turn = this.opts.redact(turn);
     if (this.closing) {
       this.opts.log.warn({ role: turn.role }, 'turn added after the transcript store closed; dropped');
       this.stats.dropped++;
@@ -132,7 +153,7 @@ export class TranscriptStore {
     while (this.loop) await this.loop;
   }
 
-  /** Flushes, retrying for the grace period; then drops what is left. Returns the final stats. */
+  /** Flushes, retrying for the grace period; then spools (or drops) what is left. Returns the final stats. */
   async close(): Promise<TranscriptStats> {
     this.closing = true;
     const timer = setTimeout(() => this.abort.abort(), this.opts.graceMs);
@@ -141,6 +162,10 @@ export class TranscriptStore {
       await this.flush();
     } finally {
       clearTimeout(timer);
+    }
+    if (this.queue.length && (await this.toSpool())) {
+      this.stats.spooled += this.queue.length;
+      this.queue.length = 0;
     }
     if (this.queue.length) {
       this.stats.dropped += this.queue.length;
@@ -152,6 +177,23 @@ export class TranscriptStore {
     }
     this.stats.pending = 0;
     return { ...this.stats };
+  }
+
+  private async toSpool(): Promise<boolean> {
+    const rows = this.queue.map(({ embedding: _, ...row }) => row);
+    const conversation = {
+      id: this.conversation,
+      created: this.conversationCreated,
+      agentId: this.agentId,
+      agentSlug: this.opts.conversation.agentSlug,
+      userId: this.opts.conversation.userId,
+    };
+    try {
+      return (await this.opts.spool?.(rows, conversation)) ?? false;
+    } catch (err) {
+      this.opts.log.error({ reason: (err as Error).message }, 'transcript spool failed');
+      return false;
+    }
   }
 
   private kick(): void {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { type ClientSettings, readClientSettings } from './client-settings.js';
 import { ClientDirectory, type ClientRecord, type PoolRecord } from './directory.js';
 import { createSupabase, type SupabaseClient } from './supabase.js';
 import { TENANT_HEADER, TenantQuery } from './tenant-query.js';
@@ -16,6 +17,8 @@ export interface ClientConnection {
   features: TierFeatures;
   /** Features this client's own overrides set (for the reasons the session plan gives). */
   overridden: ReadonlySet<FeatureName>;
+  /** The client's own switches (webhook, memory, redaction); unreadable ones at their safe value. */
+  settings: ClientSettings;
   pool: PoolRecord | null;
   db: TenantQuery;
 }
@@ -106,6 +109,9 @@ export class ClientConnectionManager {
       tier: resolved.tier,
       features: resolved.features,
       overridden: resolved.overridden,
+      settings: readClientSettings(record.settings, (msg, fields) =>
+        warn(msg, { ...fields, client_id: clientId }),
+      ),
       pool: record.pool,
       db: new TenantQuery(
         record.pool ? this.poolClient(record.pool) : this.projectClient(record),

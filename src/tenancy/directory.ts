@@ -29,6 +29,8 @@ export interface ClientRecord {
   hostingType: HostingType;
   maxSidekicks: number | null;
   tierFeatures: unknown;
+  /** As stored (`clients.settings`); tenancy/client-settings.ts reads it, never failing a session. */
+  settings: unknown;
   provisioningStatus: string;
   migrationStatus: string;
   /** Set for shared clients. */
@@ -65,6 +67,7 @@ const clientRow = clientRowSchema
     hosting_type: true,
     max_sidekicks: true,
     tier_features: true,
+    settings: true,
     supabase_url: true,
     supabase_service_role_key: true,
     provisioning_status: true,
@@ -174,6 +177,7 @@ function toRecord(row: DirectoryRow): ClientRecord {
     hostingType,
     maxSidekicks: row.max_sidekicks,
     tierFeatures: row.tier_features ?? {},
+    settings: row.settings ?? {},
     provisioningStatus: row.provisioning_status,
     migrationStatus: row.migration_status,
   };

@@ -19,6 +19,8 @@ export const clientRowSchema = z.object({
   hosting_type: z.enum(HOSTING_TYPES),
   max_sidekicks: z.number().int().nullable(),
   tier_features: z.unknown(),
+  /** Per-client switches (migrations/platform/006), read by tenancy/client-settings.ts. */
+  settings: z.unknown(),
   supabase_url: z.string().nullable(),
   supabase_anon_key: z.string().nullable(),
   supabase_service_role_key: z.string().nullable(),

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import type { SupabaseClient } from '../tenancy/supabase.js';
 
@@ -43,6 +45,11 @@ export class WorkQueueError extends Error {
     super(`work queue: ${what}: ${detail}`);
     this.name = 'WorkQueueError';
   }
+}
+
+/** A lease holder's name, unique per process: host, pid and a random part. */
+export function workerIdentity(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
 }
 
 const COLUMNS = Object.keys(itemSchema.shape).join(',');

@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { type ClientSweep, type SweepResult, sweepRetention } from '../ops/retention.js';
+import { Leases } from '../work/leases.js';
+import { workerIdentity } from '../work/queue.js';
+import { type CommandContext, parseCount, parseUuid } from './shared.js';
+
+/** `sidekick retention run`: the retention sweep, now (the worker also runs it on a schedule). */
+export function retentionCommands(program: Command, ctx: CommandContext): void {
+  const retention = program
+    .command('retention')
+    .description("transcript retention: each tier's (or client's) transcript_retention_days");
+
+  retention
+    .command('run')
+    .description(
+      "delete turns (and their embeddings) older than each client's transcript_retention_days, then its conversations with no turn left, in pages; one sweep at a time across workers",
+    )
+    .option('--client <id>', 'only this client', parseUuid)
+    .option('--dry-run', 'count what would be deleted, delete nothing')
+    .option('--page-size <n>', 'rows per request (1 to 10000)', parseCount, 500)
+    .option('--json', 'print the result as JSON')
+    .action(async (o: { client?: string; dryRun?: boolean; pageSize: number; json?: boolean }) => {
+      const ops = ctx.operations();
+      const result = await sweepRetention(
+        {
+          platform: ops.platform,
+          connections: ops.worker().connections,
+          leases: new Leases(ops.platform.db),
+          holder: `sidekick-cli:${workerIdentity()}`,
+          log: ops.log,
+        },
+        {
+          clientId: o.client,
+          dryRun: o.dryRun,
+          pageSize: o.pageSize,
+          onClient: o.json ? undefined : (c) => ctx.err(formatClientSweep(c, o.dryRun === true)),
+        },
+      );
+      if (o.json) return ctx.json(result);
+      ctx.out(formatSweep(result));
+    });
+}
+
+export function formatClientSweep(c: ClientSweep, dryRun: boolean): string {
+  const what = dryRun ? 'would delete' : 'deleted';
+  if (c.error) return `${c.clientId} ${c.name}: failed: ${c.error}`;
+  if (c.skipped) return `${c.clientId} ${c.name}: ${c.tier}, ${c.skipped}`;
+  return `${c.clientId} ${c.name}: ${c.tier}, ${c.retentionDays} days (before ${c.cutoff}): ${what} ${c.transcripts} turns, ${c.conversations} conversations`;
+}
+
+export function formatSweep(r: SweepResult): string {
+  const failed = r.clients.filter((c) => c.error).length;
+  return `${r.dryRun ? 'would delete' : 'deleted'} ${r.transcripts} turns and ${r.conversations} conversations of ${r.clients.length} clients in ${r.seconds.toFixed(2)} s (${Math.round(r.rowsPerSecond)} rows/s)${failed ? `; ${failed} clients failed (run again)` : ''}`;
+}
