@@ -48,13 +48,18 @@ const VARIABLE_HELP = {
   TRANSCRIPT_SPOOL_DIR:
     'where turns not written by session end are kept when the platform database is unreachable too (a local directory)',
   RETENTION_SWEEP_INTERVAL_S: 'how often the worker sweeps expired transcripts, in seconds; 0 = never',
+  SESSION_LEASE_TTL_S:
+    "lifetime of a running session's lease (max_concurrent_sessions), renewed every third of it; a dead worker's slot is free after it, in seconds",
+  SESSION_LEASE_PENDING_S:
+    'how long a job accepted by requestFunc may take to start before its slot is free again, in seconds',
   SECRETS_KEY:
     "the key clients' secrets are encrypted with: 32 random bytes, base64 (openssl rand -base64 32); unset = sessions get no client tools",
   SECRETS_OLD_KEYS:
     'earlier SECRETS_KEY values, comma-separated, still used to decrypt while a key is rotated (then `sidekick secrets rekey`)',
   OUTBOUND_ALLOWLIST:
     'hosts and CIDRs that tools may call although they are not public addresses (local work, tests), e.g. localhost,127.0.0.0/8',
-  HEALTH_PORT: "port of LiveKit's worker health server (GET / is 200 while connected)",
+  HEALTH_PORT:
+    "port of the worker's health server: GET / is 200 while connected to LiveKit, /metrics is Prometheus'",
   LOG_LEVEL: `one of ${LOG_LEVELS.join(', ')}`,
   NODE_ENV: 'development, production or test',
 } as const;
@@ -126,6 +131,10 @@ export interface Config {
     readonly maxBuffered: number;
     readonly graceMs: number;
     readonly spoolDir: string;
+  };
+  readonly leases: {
+    readonly ttlS: number;
+    readonly pendingS: number;
   };
   readonly retention: {
     /** 0: the worker never sweeps (run `sidekick retention run` instead). */
@@ -311,6 +320,9 @@ const schema = z.object({
   TRANSCRIPT_GRACE_MS: int(30_000, 0, HOUR_MS),
   TRANSCRIPT_SPOOL_DIR: text(join(tmpdir(), 'sidekick-transcript-spool')),
   RETENTION_SWEEP_INTERVAL_S: int(3600, 0, 7 * 24 * 3600),
+  // At least 3 s: renewed every third, a second apart at the least.
+  SESSION_LEASE_TTL_S: int(60, 3, 3600),
+  SESSION_LEASE_PENDING_S: int(30, 1, 600),
   SECRETS_KEY: keys(false),
   SECRETS_OLD_KEYS: keys(true),
   OUTBOUND_ALLOWLIST: allowlist(),
@@ -502,6 +514,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       graceMs: v.TRANSCRIPT_GRACE_MS,
       spoolDir: v.TRANSCRIPT_SPOOL_DIR,
     },
+    leases: { ttlS: v.SESSION_LEASE_TTL_S, pendingS: v.SESSION_LEASE_PENDING_S },
     retention: { sweepIntervalS: v.RETENTION_SWEEP_INTERVAL_S },
     secrets: { key: v.SECRETS_KEY[0] ?? null, oldKeys: v.SECRETS_OLD_KEYS },
     outbound: { allowlist: v.OUTBOUND_ALLOWLIST },

@@ -10,6 +10,7 @@ import {
 } from '@livekit/rtc-node';
 import { loadConfig, loadEnvFile } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
+import { METRICS_SOCKET_ENV, type MetricsSender, sendMetrics } from '../usage/metrics-relay.js';
 import { routeLiveKitLogs } from './livekit-log.js';
 import { parseJobMetadata } from './metadata.js';
 import { createLLM, createVoiceModels } from './models.js';
@@ -22,6 +23,8 @@ interface ProcessData extends Record<string, unknown> {
   vad: Awaited<ReturnType<typeof silero.VAD.load>>;
   /** The job's session, for onSessionEnd. */
   prepared?: PreparedSession;
+  /** This process's metrics, sent to the main process (which serves /metrics). */
+  metrics?: MetricsSender | undefined;
 }
 
 /** The latest frame of whichever camera or screen share the user publishes. */
@@ -43,6 +46,8 @@ export default defineAgent<ProcessData>({
     const config = loadConfig();
     rootLogger.level = config.logLevel;
     proc.userData.runtime = createRuntime(config, rootLogger);
+    const socket = process.env[METRICS_SOCKET_ENV];
+    if (socket) proc.userData.metrics = sendMetrics(proc.userData.runtime.metrics.registry, socket);
     proc.userData.vad = await silero.VAD.load();
   },
 
@@ -57,7 +62,11 @@ export default defineAgent<ProcessData>({
     });
     const video = new UserVideo();
     // Planned before connecting: the plan decides what to subscribe to.
-    const prepared = await prepareSession(runtime, metadata, log, { video, sessionId: ctx.job.id });
+    const prepared = await prepareSession(runtime, metadata, log, {
+      video,
+      sessionId: ctx.job.id,
+      lease: true,
+    });
     ctx.proc.userData.prepared = prepared;
     const { plan } = prepared;
     ctx.addShutdownCallback(async () => {
@@ -99,5 +108,6 @@ export default defineAgent<ProcessData>({
   // work, one platform request; the worker's main process does that work (src/work/background.ts).
   onSessionEnd: async (ctx: JobContext<ProcessData>) => {
     await ctx.proc.userData.prepared?.close();
+    await ctx.proc.userData.metrics?.flush();
   },
 });

@@ -76,3 +76,38 @@ export class InvalidConversationError extends SessionRefusedError {
     );
   }
 }
+
+/** Where a limit came from, for the refusal's message. */
+export type LimitSource = { tier: string; overridden: boolean };
+const limitSource = (s: LimitSource) =>
+  s.overridden ? "this client's tier_features override" : `the ${s.tier} tier`;
+
+/** The client has as many sessions running, across every worker, as max_concurrent_sessions allows. */
+export class ConcurrentSessionLimitError extends SessionRefusedError {
+  readonly code = 'max_concurrent_sessions';
+  constructor(
+    readonly clientId: string,
+    readonly max: number,
+    readonly live: number,
+    source: LimitSource,
+  ) {
+    super(
+      `client ${clientId} has ${live} session(s) running, its limit of max_concurrent_sessions = ${max} (from ${limitSource(source)}): a new one can start when one ends, or raise the limit (a tier upgrade or a tier_features override)`,
+    );
+  }
+}
+
+/** The client's sessions this calendar month (UTC) used the minutes max_session_minutes allows. */
+export class SessionMinutesQuotaError extends SessionRefusedError {
+  readonly code = 'max_session_minutes';
+  constructor(
+    readonly clientId: string,
+    readonly max: number,
+    readonly usedMinutes: number,
+    source: LimitSource,
+  ) {
+    super(
+      `client ${clientId} has used ${usedMinutes} of its ${max} session minutes this month, the quota of max_session_minutes = ${max} (from ${limitSource(source)}): it renews on the 1st (UTC), or raise it (a tier upgrade or a tier_features override)`,
+    );
+  }
+}

@@ -11,6 +11,7 @@ import {
 import { rootLogger } from '../log.js';
 import { PlatformAdmin } from '../ops/platform.js';
 import { EmbeddedStackMissingError } from '../stack/packages.js';
+import { serveWorkerHealth } from '../usage/health-server.js';
 import { afterSessionDeps, type BackgroundWork, startBackgroundWork } from '../work/background.js';
 import { treeFootprint } from './footprint.js';
 import { liveKitLogger, routeLiveKitLogs } from './livekit-log.js';
@@ -92,7 +93,9 @@ async function main(): Promise<void> {
   if (!embedded.stack) startBackground();
   const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
   routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
-  void reportReady(config.healthPort, log);
+  // HEALTH_PORT is ours: /metrics here, / and /worker passed to LiveKit's server behind it.
+  const { health, liveKitPort } = await serveWorkerHealth(runtime, config.healthPort, log);
+  void reportReady(health.port, log);
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -104,7 +107,8 @@ async function main(): Promise<void> {
       wsURL: config.livekit.url,
       apiKey: config.livekit.apiKey,
       apiSecret: config.livekit.apiSecret,
-      port: config.healthPort,
+      host: '127.0.0.1',
+      port: liveKitPort,
       production: config.nodeEnv === 'production',
       // A running session gets this long to finish after SIGTERM (the Kubernetes grace period covers it).
       drainTimeout: 15 * 60 * 1000,

@@ -8,6 +8,8 @@ import { ClientSecretStore } from '../secrets/store.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
 import { createSupabase } from '../tenancy/supabase.js';
+import { WorkerMetrics } from '../usage/metrics.js';
+import { SessionLeases } from '../usage/session-leases.js';
 import { WorkQueue, workerIdentity } from '../work/queue.js';
 import { TranscriptSpool } from '../work/spool.js';
 
@@ -29,6 +31,10 @@ export interface WorkerRuntime {
   outbound: OutboundClient;
   /** Clients' secrets (platform database); null without SECRETS_KEY: sessions get no client tools. */
   secrets: ClientSecretStore | null;
+  /** Sessions' leases: the concurrency cap and quota across workers, and the usage ledger. */
+  leases: SessionLeases;
+  /** This process's Prometheus metrics (a job process sends them to the main one, which serves them). */
+  metrics: WorkerMetrics;
 }
 
 export function createEmbedder(config: Config): Embedder {
@@ -60,13 +66,11 @@ export function createRuntime(
     maxProjects: config.tenancy.maxCachedConnections,
     warn: (msg, fields) => log.warn(fields, msg),
   });
-  const work =
-    overrides.work ??
-    new WorkQueue(
-      createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
-      workerIdentity(),
-    );
+  // The platform as this process's own work sees it (queue, secrets, leases), with the service role.
+  const platform = createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 });
+  const work = overrides.work ?? new WorkQueue(platform, workerIdentity());
   const keyring = SecretsKeyring.from(config.secrets);
+  const metrics = new WorkerMetrics();
   return {
     config,
     log,
@@ -77,12 +81,14 @@ export function createRuntime(
     outbound:
       overrides.outbound ??
       new OutboundClient({ allowlist: Allowlist.parse(config.outbound.allowlist.join(',')) }),
-    secrets: keyring
-      ? new ClientSecretStore(
-          createSupabase(config.platform.url, config.platform.serviceRoleKey, { timeoutMs: 5000 }),
-          keyring,
-        )
-      : null,
+    secrets: keyring ? new ClientSecretStore(platform, keyring) : null,
+    leases: new SessionLeases(
+      platform,
+      work.workerId,
+      { ttlSeconds: config.leases.ttlS, pendingSeconds: config.leases.pendingS },
+      (operation, seconds) => metrics.lease(operation, seconds),
+    ),
+    metrics,
   };
 }
 

@@ -4,6 +4,9 @@ import type { Logger } from 'pino';
 import { ContextManager } from '../context/context-manager.js';
 import { TranscriptStore } from '../context/transcripts.js';
 import type { ClientConnection } from '../tenancy/connections.js';
+import { SessionLedger } from '../usage/ledger.js';
+import { SessionMeter } from '../usage/meter.js';
+import { leaseFor } from '../usage/session-leases.js';
 import { sessionAftercare } from '../work/session-end.js';
 import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
@@ -42,7 +45,12 @@ export async function prepareSession(
   runtime: WorkerRuntime,
   metadata: JobMetadata,
   log: Logger,
-  opts: { video?: FrameSource; sessionId?: string } = {},
+  opts: {
+    video?: FrameSource;
+    sessionId?: string;
+    /** A LiveKit job: the session holds a lease (its slot, renewed) under its job id, `sessionId`, and leaves a ledger row. */
+    lease?: boolean;
+  } = {},
 ): Promise<PreparedSession> {
   const startedAt = new Date();
   const { config, connections } = runtime;
@@ -66,12 +74,18 @@ export async function prepareSession(
     },
     'session planned',
   );
+  // Usage and latency (src/usage/); with a lease, the session's slot and ledger row.
+  const meter = new SessionMeter({ tier: plan.tier, audio: plan.audio.enabled, metrics: runtime.metrics });
+  const embedder = meter.embedder(runtime.embedder);
+  const lease =
+    opts.lease && opts.sessionId ? leaseFor(opts.sessionId, { plan, connection, conversationId }) : null;
+  const ledger = lease ? await SessionLedger.start(runtime.leases, lease, meter, log) : undefined;
 
   // Asked every turn: if the client's tier move switches databases mid-session, lookups follow.
   const resolveDb = async () => (await connections.forClient(metadata.clientId)).db;
   const context = new ContextManager({
     db: resolveDb,
-    embedder: runtime.embedder,
+    embedder,
     settings: {
       ragEnabled: plan.rag.enabled,
       matchCount: config.context.ragMatchCount,
@@ -97,7 +111,7 @@ export async function prepareSession(
     resolveDb,
     // A refusal may mean the client moved (tier upgrade): look it up afresh before the next try.
     onWriteFailure: () => connections.directory.invalidate(metadata.clientId),
-    embedder: runtime.embedder,
+    embedder,
     conversation: {
       id: conversationId,
       created: conversationClaimed,
@@ -113,6 +127,7 @@ export async function prepareSession(
     redact: after.redact,
     spool: after.spool,
   });
+  meter.trackTranscripts(() => transcripts.stats);
   const tools = await prepareSessionTools(plan, {
     outbound: runtime.outbound,
     secrets: runtime.secrets,
@@ -143,11 +158,17 @@ export async function prepareSession(
     transcripts,
     degraded,
     attach(session) {
+      meter.attach(session);
       session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
         const item = ev.item;
         if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
+        // A reply's latency goes with its transcript row (metadata.latency).
+        const latency = meter.turn(item, agent.lastTurnContext);
         const text = item.textContent?.trim();
-        if (text) transcripts.add({ role: item.role, content: text, metadata: { livekit_item_id: item.id } });
+        if (text) {
+          const metadata = { livekit_item_id: item.id, ...(latency ? { latency } : {}) };
+          transcripts.add({ role: item.role, content: text, metadata });
+        }
       });
       session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
         if (ev.isFinal) agent.prefetch(ev.transcript);
@@ -155,6 +176,8 @@ export async function prepareSession(
     },
     close() {
       closed ??= (async () => {
+        // The slot is free as soon as the session ends; the ledger row follows its last writes.
+        await ledger?.ended();
         await tools.close();
         const stats = await transcripts.close();
         log.info(
@@ -162,6 +185,8 @@ export async function prepareSession(
           'session transcripts closed',
         );
         await after.end(stats, transcripts.conversationId);
+        meter.close();
+        await ledger?.finish();
         return { written: stats.written, dropped: stats.dropped, spooled: stats.spooled };
       })();
       return closed;

@@ -1,11 +1,17 @@
 import OpenAI from 'openai';
 import pMap from 'p-map';
 
+export interface EmbedOptions {
+  signal?: AbortSignal;
+  /** Told the tokens each request was billed for (the API's `usage.prompt_tokens`); a local model reports none. */
+  onUsage?: (usage: { promptTokens: number }) => void;
+}
+
 /** Turns texts into vectors; one vector per text, in order. */
 export interface Embedder {
   readonly dimensions: number;
   readonly model: string;
-  embed(texts: string[], opts?: { signal?: AbortSignal }): Promise<number[][]>;
+  embed(texts: string[], opts?: EmbedOptions): Promise<number[][]>;
 }
 
 /**
@@ -110,24 +116,25 @@ export class OpenAIEmbedder implements Embedder {
     });
   }
 
-  async embed(texts: string[], opts: { signal?: AbortSignal } = {}): Promise<number[][]> {
+  async embed(texts: string[], opts: EmbedOptions = {}): Promise<number[][]> {
     if (texts.length === 0) return [];
     const batches: string[][] = [];
     for (let i = 0; i < texts.length; i += this.maxBatch) batches.push(texts.slice(i, i + this.maxBatch));
     // p-map starts no new batch after the first failure, and rejects with it.
-    const results = await pMap(batches, (batch) => this.embedBatch(batch, opts.signal), {
+    const results = await pMap(batches, (batch) => this.embedBatch(batch, opts), {
       concurrency: this.maxConcurrency,
     });
     return results.flat();
   }
 
-  private async embedBatch(input: string[], signal: AbortSignal | undefined): Promise<number[][]> {
+  private async embedBatch(input: string[], { signal, onUsage }: EmbedOptions): Promise<number[][]> {
     // encoding_format 'float': without it the SDK asks for base64 and decodes it to Float32Array,
     // which is not the number[] this interface promises.
     const res = await this.client.embeddings.create(
       { model: this.model, input, dimensions: this.dimensions, encoding_format: 'float' },
       { signal },
     );
+    if (res.usage) onUsage?.({ promptTokens: res.usage.prompt_tokens });
     if (res.data.length !== input.length) {
       throw new EmbeddingResponseError(this.model, input.length, res.data.length);
     }

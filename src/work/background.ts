@@ -63,7 +63,7 @@ export interface BackgroundWork {
 export function startBackgroundWork(
   runtime: WorkerRuntime,
   deps: AfterSessionDeps & { platform: PlatformAdmin },
-  opts: { pollMs?: number; spoolFlushMs?: number; retentionCheckMs?: number } = {},
+  opts: { pollMs?: number; spoolFlushMs?: number; retentionCheckMs?: number; leaseSweepMs?: number } = {},
 ): BackgroundWork {
   const { log } = runtime;
   const runner = new WorkRunner({
@@ -91,6 +91,13 @@ export function startBackgroundWork(
     timers.push(t);
   };
   every(opts.spoolFlushMs ?? 10_000, 'moving the local transcript spool', () => runtime.spool.flushLocal());
+  // Sessions whose process died: their leases expire, and their ledger rows are written from the
+  // last renewal (by whichever worker gets there first, once).
+  every(
+    opts.leaseSweepMs ?? Math.min(30_000, runtime.config.leases.ttlS * 500),
+    'settling expired session leases',
+    () => runtime.leases.settleExpired(),
+  );
   const interval = runtime.config.retention.sweepIntervalS;
   if (interval > 0) {
     const retention = {

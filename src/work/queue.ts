@@ -122,6 +122,15 @@ export class WorkQueue {
     return this.finish(item, 'failed', { error });
   }
 
+  /** Open items (pending, running) per kind and status, over every client: the outbox's depth. */
+  async depth(): Promise<Array<{ kind: string; status: string; items: number }>> {
+    const { data, error } = await this.platform.rpc('work_queue_depth').retry(false);
+    if (error) throw new WorkQueueError('reading the queue depth', error.message);
+    return z
+      .array(z.object({ kind: z.string(), status: z.string(), items: z.coerce.number() }))
+      .parse(data ?? []);
+  }
+
   /** Items of a client (and kind), newest first: what `sidekick` shows an operator. */
   async list(filter: {
     clientId?: string;
