@@ -234,6 +234,13 @@ describe('platform: clients and shared pools', () => {
         'finish_work_item',
         'take_lease',
         'release_lease',
+        'acquire_session_lease',
+        'renew_session_lease',
+        'finish_session_lease',
+        'settle_session_leases',
+        'usage_report',
+        'usage_top',
+        'work_queue_depth',
       ]),
     );
     for (const actor of [ANON, tenant(randomUUID())]) {
@@ -403,6 +410,106 @@ describe('platform: clients and shared pools', () => {
             { pool_name: 'race-a', kept: 5, real: 5 },
             { pool_name: 'race-b', kept: 5, real: 5 },
           ]);
+        } finally {
+          await Promise.all(conns.map((c) => c.end()));
+        }
+      },
+    );
+  });
+
+  describe('session leases and the usage ledger', () => {
+    /** A lease request as the worker sends it (SQL), for `client` with a cap and quota. */
+    const acquire = (client: string, job: string, opts: { max?: number | null; start?: boolean } = {}) =>
+      `SELECT acquire_session_lease('${job}', '${client}', 'worker-${job}', 'adventurer', 'bike-guide',
+              ${opts.max === undefined ? 2 : (opts.max ?? 'NULL')}, NULL, 60, ${opts.start ?? false}) AS grant`;
+    const grant = async (client: string, job: string, opts: { max?: number | null; start?: boolean } = {}) =>
+      (await db.one<{ grant: Record<string, unknown> }>(SERVICE, acquire(client, job, opts)))[0]!.grant;
+
+    it('a lease is granted up to the cap and refused past it, naming the limit; the same job again keeps its slot; ended ones free theirs', async () => {
+      await resetPools();
+      const [client] = await addAdventurers(1);
+      expect(await grant(client!, 'j1')).toMatchObject({ granted: true, status: 'pending', live: 1 });
+      expect(await grant(client!, 'j2', { start: true })).toMatchObject({
+        granted: true,
+        status: 'live',
+        live: 2,
+      });
+      expect(await grant(client!, 'j3')).toEqual({
+        granted: false,
+        limit: 'max_concurrent_sessions',
+        max: 2,
+        live: 2,
+      });
+      // j1's job starts: the slot it was granted, not a new one.
+      expect(await grant(client!, 'j1', { start: true })).toMatchObject({
+        granted: true,
+        status: 'live',
+        live: 2,
+      });
+      await db.one(SERVICE, `SELECT renew_session_lease('j2', 'worker-j2', 60, '{"user_turns": 3}', true)`);
+      expect(await grant(client!, 'j3')).toMatchObject({ granted: true, live: 2 });
+      // Finished: into the ledger once, with its usage; a second finish writes nothing.
+      const finish = `SELECT finish_session_lease('j2', 'worker-j2', '{"user_turns": 4, "llm_prompt_tokens": 120}') AS wrote`;
+      expect((await db.one<{ wrote: boolean }>(SERVICE, finish))[0]!.wrote).toBe(true);
+      expect((await db.one<{ wrote: boolean }>(SERVICE, finish))[0]!.wrote).toBe(false);
+      const rows = await db.sql.query(
+        `SELECT job_id, user_turns, llm_prompt_tokens::int AS llm, end_reason, recorded_by FROM session_usage WHERE client_id = $1`,
+        [client],
+      );
+      expect(rows).toEqual([
+        { job_id: 'j2', user_turns: 4, llm: 120, end_reason: 'completed', recorded_by: 'worker-j2' },
+      ]);
+      // A lease names one client: another client's request for that job id is refused.
+      const [other] = await addAdventurers(1);
+      expect((await failure(db.one(SERVICE, acquire(other!, 'j1')))).code).toBe('23505');
+    });
+
+    it('an expired lease is moved to the ledger by the sweep, from its last renewal; a pending one just goes', async () => {
+      await resetPools();
+      const [client] = await addAdventurers(1);
+      await grant(client!, 'k1', { start: true });
+      await grant(client!, 'k2');
+      await db.one(SERVICE, `SELECT renew_session_lease('k1', 'worker-k1', 60, '{"tts_characters": 900}')`);
+      await db.sql.exec(`UPDATE session_leases SET expires_at = now() - interval '1 second'`);
+      const settle = `SELECT settle_session_leases(NULL, NULL, 'sweeper', 100) AS n`;
+      expect((await db.one<{ n: number }>(SERVICE, settle))[0]!.n).toBe(1);
+      expect((await db.one<{ n: number }>(SERVICE, settle))[0]!.n).toBe(0);
+      expect(await db.sql.query('SELECT job_id FROM session_leases WHERE client_id = $1', [client])).toEqual([]);
+      const [row] = await db.sql.query<Record<string, unknown>>(
+        `SELECT job_id, tts_characters::int AS tts, end_reason, recorded_by, ended_at >= started_at AS ordered
+           FROM session_usage WHERE client_id = $1`,
+        [client],
+      );
+      expect(row).toEqual({
+        job_id: 'k1',
+        tts: 900,
+        end_reason: 'recovered',
+        recorded_by: 'sweeper',
+        ordered: true,
+      });
+    });
+
+    it.runIf(ON_REAL_SERVER)(
+      '12 concurrent acquires for one client with a cap of 3, each holding its transaction open: exactly 3 granted (real server)',
+      async () => {
+        await resetPools();
+        const [client] = await addAdventurers(1);
+        const conns = await Promise.all(Array.from({ length: 12 }, () => db.connect()));
+        try {
+          const results = await Promise.all(
+            conns.map(async (c, i) => {
+              const res = await c.query(
+                `BEGIN; SET LOCAL ROLE service_role; ${acquire(client!, `race-${i}`, { max: 3 })}; SELECT pg_sleep(0.05); COMMIT;`,
+              );
+              const rows = (res as unknown as Array<{ rows: Array<{ grant?: { granted: boolean } }> }>)[2]!
+                .rows;
+              return rows[0]!.grant!.granted;
+            }),
+          );
+          expect(results.filter(Boolean)).toHaveLength(3);
+          expect(
+            await db.sql.query('SELECT 1 FROM session_leases WHERE client_id = $1', [client]),
+          ).toHaveLength(3);
         } finally {
           await Promise.all(conns.map((c) => c.end()));
         }

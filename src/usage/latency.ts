@@ -47,7 +47,8 @@ const round = (value: number | undefined): number | null =>
  * Puts each reply's latency together from what the session reports, in order: the user turn (its
  * ChatMessage.metrics: end of turn, transcription), the LLM's metrics events, then the assistant
  * turn (its ChatMessage.metrics: llmNode TTFT, TTS TTFB, e2e) with the context the sidekick gave
- * that reply. A reply to no user turn (the greeting, a `say`) gets none. Synchronous, no I/O.
+ * that reply. What the sidekick says by itself (`say`: the greeting, a farewell) answers no user
+ * turn and gets none, even when it lands between a user turn and its reply. Synchronous, no I/O.
  */
 export class TurnLatencyRecorder {
   private user: { metrics: llm.MetricsReport; createdAt: number } | undefined;
@@ -66,6 +67,8 @@ export class TurnLatencyRecorder {
 
   /** The latency of this reply (undefined when it answers no user turn); `context` is what the sidekick last looked up. */
   assistantTurn(message: llm.ChatMessage, context: TurnContext | undefined): TurnLatency | undefined {
+    // Said by itself (text straight to speech): agents sets llmNodeTtft only on what the LLM wrote.
+    if (message.metrics?.llmNodeTtft === undefined) return undefined;
     const user = this.user;
     const llmTtftMs = this.llmTtftMs;
     const fresh = context !== undefined && context !== this.usedContext ? context : undefined;

@@ -93,13 +93,13 @@ export async function converse(
   runtime: WorkerRuntime,
   client: Pick<DemoClient, 'clientId' | 'agentSlug'>,
   lines: readonly string[],
-  opts: { userId?: string | null; log?: Logger; sessionId?: string } = {},
+  opts: { userId?: string | null; log?: Logger; sessionId?: string; lease?: boolean } = {},
 ): Promise<{ prepared: PreparedSession; closed: Awaited<ReturnType<PreparedSession['close']>> }> {
   const prepared = await prepareSession(
     runtime,
     metadataFor(client, opts.userId ? { user_id: opts.userId } : {}),
     opts.log ?? runtime.log,
-    opts.sessionId ? { sessionId: opts.sessionId } : {},
+    { ...(opts.sessionId ? { sessionId: opts.sessionId } : {}), ...(opts.lease ? { lease: true } : {}) },
   );
   const session = new voice.AgentSession({ llm: createLLM(runtime.config) });
   prepared.attach(session);

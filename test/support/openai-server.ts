@@ -128,8 +128,8 @@ export function messageText(message: ChatMessageBody): string {
   return '';
 }
 
-/** Rough token count, stable across runs: enough for usage fields. */
-function tokens(text: string): number {
+/** Rough token count, stable across runs: what this server reports in its usage fields. */
+export function tokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));
 }
 
