@@ -474,7 +474,9 @@ describe('platform: clients and shared pools', () => {
       const settle = `SELECT settle_session_leases(NULL, NULL, 'sweeper', 100) AS n`;
       expect((await db.one<{ n: number }>(SERVICE, settle))[0]!.n).toBe(1);
       expect((await db.one<{ n: number }>(SERVICE, settle))[0]!.n).toBe(0);
-      expect(await db.sql.query('SELECT job_id FROM session_leases WHERE client_id = $1', [client])).toEqual([]);
+      expect(await db.sql.query('SELECT job_id FROM session_leases WHERE client_id = $1', [client])).toEqual(
+        [],
+      );
       const [row] = await db.sql.query<Record<string, unknown>>(
         `SELECT job_id, tts_characters::int AS tts, end_reason, recorded_by, ended_at >= started_at AS ordered
            FROM session_usage WHERE client_id = $1`,

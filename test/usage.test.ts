@@ -48,8 +48,12 @@ async function request(
   let answer: 'accepted' | 'rejected' | undefined;
   const req = new JobRequest(
     new Job({ id, metadata: JSON.stringify({ client_id: client.clientId, agent_slug: client.agentSlug }) }),
-    async () => void (answer = 'rejected'),
-    async () => void (answer = 'accepted'),
+    async () => {
+      answer = 'rejected';
+    },
+    async () => {
+      answer = 'accepted';
+    },
   );
   await requestHandler(runtime, log.log, 'sidekick')(req);
   const rejected = log.records().find((r) => r.msg === 'job rejected');
