@@ -194,8 +194,9 @@ async function seedLeaves(c: Omit<Tenant, 'leaf' | 'freeDocumentId'>, label: str
     [c.id, c.agentId, userId],
   );
   const transcript = await one(
-    `INSERT INTO conversation_transcripts (client_id, conversation_id, agent_id, user_id, role, content)
-     VALUES ($1, $2, $3, $4, 'assistant', 'leaf') RETURNING id`,
+    `INSERT INTO conversation_transcripts (client_id, conversation_id, agent_id, user_id, role, content, metadata)
+     VALUES ($1, $2, $3, $4, 'assistant', 'leaf', '{"latency": {"e2e_ms": 812.5, "context_ms": 41.2, "llm_ttft_ms": 305}}')
+     RETURNING id`,
     [c.id, c.conversationId, c.agentId, userId],
   );
   const overview = await one(
@@ -600,6 +601,35 @@ const RPCS: RpcSpec[] = [
     },
     normalize: (data) => data,
     empty: {},
+  },
+  {
+    // Per-turn latency percentiles of the client's replies (the leaf reply carries a latency).
+    name: 'turn_latency_report',
+    args: (clientId, c) => ({
+      p_client_id: clientId,
+      p_from: '2000-01-01T00:00:00Z',
+      p_to: '2100-01-01T00:00:00Z',
+      p_agent_slug: c.agentSlug,
+    }),
+    async expected(c) {
+      const rows = await stack.pool.sql.query<{ k: string }>(
+        `SELECT a.slug || ' ' || replace(e.key, '_ms', '') || ' ' || count(*) AS k
+           FROM conversation_transcripts ct
+           JOIN agents a ON a.client_id = ct.client_id AND a.id = ct.agent_id
+          CROSS JOIN jsonb_each(ct.metadata -> 'latency') e
+          WHERE ct.client_id = $1 AND a.slug = $2 AND ct.role = 'assistant' AND jsonb_typeof(e.value) = 'number'
+          GROUP BY a.slug, e.key ORDER BY 1`,
+        [c.id, c.agentSlug],
+      );
+      return rows.map((r) => r.k);
+    },
+    normalize: (data) =>
+      Array.isArray(data)
+        ? (data as Array<{ agent_slug: string; component: string; turns: number }>)
+            .map((r) => `${r.agent_slug} ${r.component} ${r.turns}`)
+            .sort()
+        : data,
+    empty: [],
   },
   {
     // Read-only here (no claim): the sidekick, the overview and the conversation's standing.
