@@ -17,6 +17,7 @@ import { EXIT_CODES_HELP, exitCodeFor } from './commands/exit-codes.js';
 import { retentionCommands } from './commands/retention.js';
 import { secretsCommands } from './commands/secrets.js';
 import { type CliIo, CommandContext } from './commands/shared.js';
+import { usageCommand } from './commands/usage.js';
 import { userCommands } from './commands/users.js';
 import { webhookCommands } from './commands/webhooks.js';
 import { workCommands } from './commands/work.js';
@@ -29,7 +30,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   const ctx = new CommandContext(io);
   const program = new Command('sidekick')
     .description(
-      'Operations for the sidekick platform: clients, tier upgrades, sidekicks, documents, chat, end users, webhooks, retention',
+      'Operations for the sidekick platform: clients, tier upgrades, sidekicks, documents, chat, end users, webhooks, retention, usage',
     )
     .exitOverride()
     .showHelpAfterError('(add --help for usage)')
@@ -52,6 +53,7 @@ ${EXIT_CODES_HELP}`,
   webhookCommands(program, ctx);
   retentionCommands(program, ctx);
   workCommands(program, ctx);
+  usageCommand(program, ctx);
   // The contract holds for every command: each one's --help says it.
   const withContract = (cmd: Command): void => {
     for (const sub of cmd.commands) {

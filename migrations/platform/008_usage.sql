@@ -250,7 +250,7 @@ LANGUAGE sql STABLE SECURITY INVOKER SET search_path = public, pg_temp AS $$
   SELECT u.agent_slug, count(*), round(sum(u.duration_seconds) / 60, 2),
          round(sum(u.audio_in_seconds) / 60, 2), round(sum(u.audio_out_seconds) / 60, 2),
          sum(u.llm_prompt_tokens), sum(u.llm_completion_tokens), sum(u.tts_characters),
-         round(sum(u.stt_audio_seconds) / 60, 2), sum(u.embedding_tokens), sum(u.tool_calls),
+         round(sum(u.stt_audio_seconds) / 60, 2), sum(u.embedding_tokens), sum(u.tool_calls)::numeric,
          count(*) FILTER (WHERE u.end_reason = 'recovered')
     FROM session_usage u
    WHERE u.client_id = p_client_id AND u.started_at >= p_from AND u.started_at < p_to
@@ -275,7 +275,7 @@ BEGIN
     SELECT u.client_id AS id, count(*) AS sessions, round(sum(u.duration_seconds) / 60, 2) AS minutes,
            sum(u.llm_prompt_tokens + u.llm_completion_tokens) AS llm_tokens,
            sum(u.tts_characters) AS tts_characters, round(sum(u.stt_audio_seconds) / 60, 2) AS stt_minutes,
-           sum(u.embedding_tokens) AS embedding_tokens, sum(u.tool_calls) AS tool_calls,
+           sum(u.embedding_tokens) AS embedding_tokens, sum(u.tool_calls)::numeric AS tool_calls,
            -- The tier of the client's latest session: a client deleted since still shows.
            (array_agg(u.tier::text ORDER BY u.started_at DESC))[1] AS tier
       FROM session_usage u

@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
   // HEALTH_PORT is ours: /metrics here, / and /worker passed to LiveKit's server behind it.
   const { health, liveKitPort } = await serveWorkerHealth(runtime, config.healthPort, log);
-  void reportReady(health.port, log);
+  void reportReady(health.port, liveKitPort, log);
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -127,12 +127,12 @@ async function main(): Promise<void> {
   );
 }
 
-/** One line once the health endpoint answers: how long the start took and what it holds. */
-async function reportReady(port: number, log: typeof rootLogger): Promise<void> {
+/** One line once LiveKit's health server (behind ours) answers: how long the start took and what it holds. */
+async function reportReady(port: number, liveKitPort: number, log: typeof rootLogger): Promise<void> {
   const until = Date.now() + 120_000;
   while (Date.now() < until) {
     try {
-      await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) });
+      await fetch(`http://127.0.0.1:${liveKitPort}/`, { signal: AbortSignal.timeout(1000) });
       const { rssMb, processes } = treeFootprint();
       const seconds = (performance.now() / 1000).toFixed(1);
       log.info(

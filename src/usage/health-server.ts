@@ -79,12 +79,18 @@ export async function serveWorkerHealth(
   runtime: { metrics: WorkerMetrics; work: Pick<WorkQueue, 'depth'> },
   port: number,
   log: Logger,
-  env: NodeJS.ProcessEnv = process.env,
+  opts: {
+    /** Where the job processes' environment comes from (LiveKit forks them from this process). */
+    env?: NodeJS.ProcessEnv;
+    /** How long one reading of the outbox's depth serves scrapes (one platform request). */
+    outboxCacheMs?: number;
+  } = {},
 ): Promise<{ health: HealthServer; liveKitPort: number }> {
+  const env = opts.env ?? process.env;
   const relay = await startMetricsRelay(runtime.metrics.registry);
   // LiveKit forks the job processes from this one: they inherit the variable.
   env[METRICS_SOCKET_ENV] = relay.path;
-  runtime.metrics.withProcessMetrics().withWorkQueue(() => runtime.work.depth());
+  runtime.metrics.withProcessMetrics().withWorkQueue(() => runtime.work.depth(), opts.outboxCacheMs);
   const liveKitPort = await freePort();
   const health = await startHealthServer({
     port,
