@@ -323,6 +323,12 @@ describe('session start', () => {
       () => ({ conversation_id: A().conversationId, user_id: OTHER_USER }),
       'belongs to another user',
     ],
+    // Indistinguishable from another client's: nothing tells a client which ids others use.
+    [
+      'a conversation id nobody has',
+      () => ({ conversation_id: '0c0c0c0c-0000-4000-8000-00000000dead' }),
+      'is not one of this client',
+    ],
   ])('refuses %s before joining, naming conversation_id, and writes nothing', async (_name, extra, why) => {
     const before = await stack.pool.sql.query('SELECT id FROM conversations');
     const decision = await decide({

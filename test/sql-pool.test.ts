@@ -150,11 +150,8 @@ describe('shared pool: schema', () => {
     const definers = await db.sql.query<{ proname: string; proconfig: string[] }>(
       `SELECT proname, proconfig FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef`,
     );
-    // The sidekick limit must count rows a tenant cannot see; conversation_id_taken answers one bit.
-    expect(definers.sort((x, y) => x.proname.localeCompare(y.proname))).toEqual([
-      { proname: 'conversation_id_taken', proconfig: ['search_path=""'] },
-      { proname: 'enforce_sidekick_limit', proconfig: ['search_path=""'] },
-    ]);
+    // Only the sidekick limit, which must count rows a tenant cannot see.
+    expect(definers).toEqual([{ proname: 'enforce_sidekick_limit', proconfig: ['search_path=""'] }]);
     const pub = await db.sql.query(
       `SELECT tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'`,
     );
@@ -556,37 +553,26 @@ describe('shared pool: begin_session, the session start in one round trip', () =
     expect((await failure(begin(ANON, A.client))).code).toBe('42501');
   });
 
-  it("says 'taken' for another client's conversation id and writes nothing; answers only that bit", async () => {
-    const r = await begin(tenant(A.client), A.client, {
-      user: B.user,
-      conversation: B.conversation,
-      claim: true,
-    });
-    expect(r.conversation).toEqual({ status: 'taken', claimed: false });
-    expect(r.overview).toEqual({});
-    const [{ n }] = (await db.sql.query<{ n: number }>(
-      'SELECT count(*)::int AS n FROM conversations WHERE id = $1',
-      [B.conversation],
-    )) as [{ n: number }];
-    expect(n).toBe(1);
-    // The helper itself: a tenant may ask about its own client only.
+  it("answers another client's conversation id exactly as an unknown one, writing nothing either way", async () => {
+    const unknown = randomUUID();
+    for (const args of [
+      { user: B.user, conversation: B.conversation },
+      { user: A.user, conversation: unknown },
+      // Claiming (a new id) one that is another client's is refused the same way.
+      { user: B.user, conversation: B.conversation, claim: true },
+    ]) {
+      const r = await begin(tenant(A.client), A.client, args);
+      expect(r.conversation, JSON.stringify(args)).toEqual({ status: 'unknown', claimed: false });
+    }
     expect(
-      (
-        await failure(
-          db.one(tenant(A.client), 'SELECT conversation_id_taken($1, $2)', [B.client, A.conversation]),
-        )
-      ).code,
-    ).toBe('42501');
+      await db.sql.query<{ client_id: string }>('SELECT client_id FROM conversations WHERE id = ANY($1)', [
+        [B.conversation, unknown],
+      ]),
+    ).toEqual([{ client_id: B.client }]);
   });
 
-  it('claims a new conversation for the job (not for requestFunc), and not while the client is fenced', async () => {
+  it("creates the worker's new conversation (and continues it after), but not while the client is fenced", async () => {
     const fresh = randomUUID();
-    const look = await begin(tenant(A.client), A.client, {
-      user: A.user,
-      conversation: fresh,
-    });
-    expect(look.conversation).toEqual({ status: 'new', claimed: false });
-    expect(await db.sql.query('SELECT 1 FROM conversations WHERE id = $1', [fresh])).toEqual([]);
     const claimed = await begin(tenant(A.client), A.client, {
       user: A.user,
       conversation: fresh,
@@ -596,6 +582,20 @@ describe('shared pool: begin_session, the session start in one round trip', () =
     expect(
       await db.sql.query('SELECT client_id, agent_id, user_id FROM conversations WHERE id = $1', [fresh]),
     ).toEqual([{ client_id: A.client, agent_id: A.agent, user_id: A.user }]);
+    // The same id again as a new one is refused (it is taken now); as one to continue, it is there.
+    expect(
+      (await begin(tenant(A.client), A.client, { user: A.user, conversation: fresh, claim: true }))
+        .conversation,
+    ).toEqual({
+      status: 'unknown',
+      claimed: false,
+    });
+    expect(
+      (await begin(tenant(A.client), A.client, { user: A.user, conversation: fresh })).conversation,
+    ).toEqual({
+      status: 'continued',
+      claimed: true,
+    });
 
     const fenced = randomUUID();
     await db.sql.query(`UPDATE pool_clients SET write_fence = 'fenced' WHERE client_id = $1`, [A.client]);

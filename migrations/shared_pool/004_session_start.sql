@@ -4,23 +4,6 @@
 -- sidekick's documents were embedded with. Runs as the caller (RLS applies) and checks that
 -- p_client_id is the caller's client, like every RPC of the pool.
 
--- Whether a conversation id is already used by another client of the pool. A tenant cannot see
--- other clients' rows (RLS), yet the id is a global primary key: claiming it would fail on the key.
--- This answers only that one bit about another client's row, never any of its content; it is
--- the bit an INSERT with that id would reveal anyway. SECURITY DEFINER for that reason alone.
-CREATE OR REPLACE FUNCTION conversation_id_taken(p_client_id uuid, p_conversation_id uuid)
-RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
-BEGIN
-  IF current_setting('role') IN ('authenticated', 'anon')
-     AND p_client_id IS DISTINCT FROM (auth.jwt() ->> 'client_id')::uuid THEN
-    RAISE EXCEPTION 'p_client_id does not match the caller''s client_id claim' USING ERRCODE = '42501';
-  END IF;
-  RETURN EXISTS (
-    SELECT 1 FROM public.conversations c WHERE c.id = p_conversation_id AND c.client_id <> p_client_id);
-END $$;
-REVOKE ALL ON FUNCTION conversation_id_taken(uuid, uuid) FROM PUBLIC, anon, authenticated;
-
 CREATE OR REPLACE FUNCTION begin_session(
   p_client_id uuid,
   p_agent_slug text,
@@ -69,30 +52,33 @@ BEGIN
       '{}'::jsonb) INTO v_overview;
   END IF;
 
+  -- p_claim_conversation: p_conversation_id is a new id the worker chose, created here. Otherwise
+  -- it is a conversation to continue, which must be this client's, this sidekick's and this user's;
+  -- an unknown id and another client's id get the same answer ('unknown'), so nothing tells one
+  -- client whether an id is used by another.
   IF p_conversation_id IS NOT NULL THEN
     SELECT c.agent_id, c.user_id INTO v_conv_agent, v_conv_user
       FROM conversations c WHERE c.client_id = p_client_id AND c.id = p_conversation_id;
-    IF FOUND THEN
+    IF FOUND AND NOT p_claim_conversation THEN
       v_status := CASE
         WHEN v_conv_agent <> v_agent.id THEN 'other_sidekick'
         WHEN v_conv_user IS DISTINCT FROM p_user_id THEN 'other_user'
         ELSE 'continued' END;
       v_claimed := v_status = 'continued';
-    ELSIF conversation_id_taken(p_client_id, p_conversation_id) THEN
-      v_status := 'taken';
-    ELSE
+    ELSIF NOT FOUND AND p_claim_conversation THEN
       v_status := 'new';
-      IF p_claim_conversation THEN
-        BEGIN
-          INSERT INTO conversations (id, client_id, agent_id, user_id)
-          VALUES (p_conversation_id, p_client_id, v_agent.id, p_user_id)
-          ON CONFLICT (id) DO NOTHING;
-          v_claimed := FOUND;
-        EXCEPTION WHEN object_not_in_prerequisite_state THEN
-          -- The write fence of a tier move: the transcript store creates it once writes are open.
-          v_claimed := false;
-        END;
-      END IF;
+      BEGIN
+        INSERT INTO conversations (id, client_id, agent_id, user_id)
+        VALUES (p_conversation_id, p_client_id, v_agent.id, p_user_id)
+        ON CONFLICT (id) DO NOTHING;
+        v_claimed := FOUND;
+        IF NOT v_claimed THEN v_status := 'unknown'; END IF;
+      EXCEPTION WHEN object_not_in_prerequisite_state THEN
+        -- The write fence of a tier move: the transcript store creates it once writes are open.
+        v_claimed := false;
+      END;
+    ELSE
+      v_status := 'unknown';
     END IF;
   END IF;
 
@@ -123,4 +109,3 @@ END $$;
 
 REVOKE ALL ON FUNCTION begin_session(uuid, text, integer, uuid, uuid, boolean) FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION begin_session(uuid, text, integer, uuid, uuid, boolean) TO authenticated, service_role;
-GRANT EXECUTE ON FUNCTION conversation_id_taken(uuid, uuid) TO authenticated, service_role;

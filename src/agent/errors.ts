@@ -48,7 +48,7 @@ export class NoChannelAllowedError extends SessionRefusedError {
 
 /**
  * The platform points this client at a dedicated project that records another client as its owner
- * (migrations/dedicated/004): nothing of it is read or written for this session.
+ * (migrations/dedicated/003): nothing of it is read or written for this session.
  */
 export class ProjectOwnedByAnotherClientError extends SessionRefusedError {
   readonly code = 'project_owned_by_another_client';
@@ -65,11 +65,11 @@ export class ProjectOwnedByAnotherClientError extends SessionRefusedError {
 /** The job names a conversation that this client's sidekick may not continue for this user. */
 export class InvalidConversationError extends SessionRefusedError {
   readonly code = 'invalid_conversation';
-  constructor(conversationId: string, why: 'other_sidekick' | 'other_user' | 'taken') {
+  constructor(conversationId: string, why: 'other_sidekick' | 'other_user' | 'unknown') {
     const what = {
       other_sidekick: "belongs to another of the client's sidekicks",
       other_user: 'belongs to another user',
-      taken: "is not one of this client's conversations",
+      unknown: "is not one of this client's conversations",
     }[why];
     super(
       `conversation_id ${conversationId} ${what}: send the id of a conversation of this sidekick and user, or omit conversation_id to start a new one`,

@@ -168,7 +168,10 @@ export async function planSession(
       'credential-like fields in job metadata were ignored (secrets never travel in metadata)',
     );
   }
-  const conversationId = metadata.conversationId ?? (opts.claimConversation ? randomUUID() : undefined);
+  // The metadata's conversation_id is one to continue (it must be this sidekick's and user's); a
+  // new conversation's id is always the worker's own, so no client can choose or probe ids.
+  const newConversation = opts.claimConversation && !metadata.conversationId;
+  const conversationId = metadata.conversationId ?? (newConversation ? randomUUID() : undefined);
   let start: SessionStart | undefined;
   try {
     start = await readSessionStart(
@@ -179,7 +182,7 @@ export async function planSession(
         maxSidekicks: connection.features.max_sidekicks,
         userId: metadata.userId,
         conversationId,
-        claimConversation: opts.claimConversation,
+        claimConversation: newConversation,
       },
       () => {
         if (legacyWarned) return;
@@ -215,7 +218,7 @@ export async function planSession(
     throw new SidekickNotFoundError(connection.clientId, metadata.agentSlug);
   }
   const status = start?.conversation.status;
-  if (status === 'other_sidekick' || status === 'other_user' || status === 'taken') {
+  if (status === 'other_sidekick' || status === 'other_user' || status === 'unknown') {
     throw new InvalidConversationError(conversationId!, status);
   }
   const plan = decideSession({

@@ -6,7 +6,7 @@ import { DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
 
 /**
  * The one client a dedicated project belongs to, as the project itself records it
- * (migrations/dedicated/004_project_owner.sql: a one-row table, written once by
+ * (migrations/dedicated/003_project_owner.sql: a one-row table, written once by
  * claim_project_owner()). The platform's refs and URLs can name one project in many ways; the
  * record inside the project cannot be named differently.
  */
@@ -94,7 +94,7 @@ async function callClaim(channel: ProjectChannel, opts: ClaimOptions): Promise<u
   const what = `recording the owner of project ${opts.ref}`;
   const missing = () =>
     new UsageError(
-      `project ${opts.ref} has no claim_project_owner function: apply migrations/dedicated (004_project_owner.sql) to it, then run the command again`,
+      `project ${opts.ref} has no claim_project_owner function: apply migrations/dedicated (003_project_owner.sql) to it, then run the command again`,
     );
   if (channel.kind === 'sql') {
     // The id is a checked uuid and the flag a boolean: nothing here comes from outside unchecked.

@@ -16,9 +16,10 @@ export interface SessionStart {
   overview: Record<string, unknown>;
   conversation: {
     /**
-     * none: no conversation id was given; new: the id is free (created when `claimed`); continued:
-     * this sidekick's and this user's; other_sidekick / other_user: this client's but not theirs;
-     * taken: the id belongs to another client.
+     * none: no conversation id was given; new: the worker's new id, created (when `claimed`; not
+     * while a tier move fences writes); continued: this sidekick's and this user's; other_sidekick /
+     * other_user: this client's but not theirs; unknown: not one of this client's conversations
+     * (no such id, or another client's: the two look the same on purpose).
      */
     status: ConversationStatus;
     /** The conversation row exists now (created by this call, or continued). */
@@ -27,7 +28,7 @@ export interface SessionStart {
   /** Models (and sizes) the sidekick's ready documents were embedded with, most documents first. */
   embeddingModels: Array<{ model: string | null; dimensions: number | null; documents: number }>;
   /**
-   * The client a dedicated project records as its owner (migrations/dedicated/004); null: a project
+   * The client a dedicated project records as its owner (migrations/dedicated/003); null: a project
    * from before that record; undefined: the shared pool, which has none. When it is another client,
    * nothing else was read or written (`sidekick` is null).
    */
@@ -40,7 +41,7 @@ export const CONVERSATION_STATUSES = [
   'continued',
   'other_sidekick',
   'other_user',
-  'taken',
+  'unknown',
 ] as const;
 export type ConversationStatus = (typeof CONVERSATION_STATUSES)[number];
 
@@ -51,6 +52,7 @@ export interface SessionStartQuery {
   /** null: unlimited. */
   maxSidekicks: number | null;
   userId?: string | undefined;
+  /** A conversation to continue, or with `claimConversation` the new id the worker chose. */
   conversationId?: string | undefined;
   /** Create the conversation when it is new (the job does; requestFunc only looks). */
   claimConversation: boolean;
@@ -188,7 +190,7 @@ async function readWithoutRpc(db: TenantQuery, q: SessionStartQuery): Promise<Se
       .eq('id', q.conversationId)
       .maybeSingle();
     if (error) throw fail('reading the conversation', error);
-    if (data) {
+    if (data && !q.claimConversation) {
       const status =
         data.agent_id !== sidekick.id
           ? 'other_sidekick'
@@ -196,7 +198,7 @@ async function readWithoutRpc(db: TenantQuery, q: SessionStartQuery): Promise<Se
             ? 'other_user'
             : 'continued';
       conversation = { status, claimed: status === 'continued' };
-    } else if (q.claimConversation) {
+    } else if (!data && q.claimConversation) {
       const res = await db
         .from('conversations')
         .upsert(
@@ -206,7 +208,7 @@ async function readWithoutRpc(db: TenantQuery, q: SessionStartQuery): Promise<Se
       if (res.error) throw fail('creating the conversation', res.error);
       conversation = { status: 'new', claimed: true };
     } else {
-      conversation = { status: 'new', claimed: false };
+      conversation = { status: 'unknown', claimed: false };
     }
   }
   // Without the RPC the models are not aggregated: an unknown model is never a mismatch.

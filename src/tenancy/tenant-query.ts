@@ -71,7 +71,7 @@ export class TenantQuery {
   }
 
   /**
-   * A dedicated project's record of the one client it belongs to (migrations/dedicated/004); the
+   * A dedicated project's record of the one client it belongs to (migrations/dedicated/003); the
    * pool has none (its rows carry client_id instead).
    */
   readProjectOwner() {

@@ -1,12 +1,15 @@
 -- Session start in one round trip (the pool's begin_session without p_client_id: the whole project
--- is one client's). See migrations/shared_pool/004_session_start.sql for what it returns.
+-- is one client's), with the project's owner record (003): given p_for_client, a project recorded
+-- as another client's answers only its owner, before reading or writing anything else. See
+-- migrations/shared_pool/004_session_start.sql for what it returns.
 
 CREATE OR REPLACE FUNCTION begin_session(
   p_agent_slug text,
   p_max_sidekicks integer DEFAULT NULL,
   p_user_id uuid DEFAULT NULL,
   p_conversation_id uuid DEFAULT NULL,
-  p_claim_conversation boolean DEFAULT false
+  p_claim_conversation boolean DEFAULT false,
+  p_for_client uuid DEFAULT NULL
 )
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = public, extensions, pg_temp AS $$
@@ -19,17 +22,23 @@ DECLARE
   v_conv_agent uuid;
   v_conv_user uuid;
   v_models jsonb;
+  v_owner uuid;
 BEGIN
+  -- A project recorded as another client's answers nothing else and writes nothing.
+  SELECT o.client_id INTO v_owner FROM project_owner o;
+  IF v_owner <> p_for_client THEN
+    RETURN jsonb_build_object('sidekick', NULL, 'beyond_limit', false, 'owner', v_owner);
+  END IF;
   SELECT * INTO v_agent FROM agents a WHERE a.slug = p_agent_slug;
   IF NOT FOUND THEN
-    RETURN jsonb_build_object('sidekick', NULL, 'beyond_limit', false);
+    RETURN jsonb_build_object('sidekick', NULL, 'beyond_limit', false, 'owner', v_owner);
   END IF;
   IF p_max_sidekicks IS NOT NULL THEN
     SELECT r.n INTO v_rank FROM (
       SELECT a.id, row_number() OVER (ORDER BY a.created_at, a.id) AS n FROM agents a) r
      WHERE r.id = v_agent.id;
     IF v_rank > p_max_sidekicks THEN
-      RETURN jsonb_build_object('sidekick', NULL, 'beyond_limit', true);
+      RETURN jsonb_build_object('sidekick', NULL, 'beyond_limit', true, 'owner', v_owner);
     END IF;
   END IF;
 
@@ -41,21 +50,23 @@ BEGIN
       '{}'::jsonb) INTO v_overview;
   END IF;
 
+  -- p_claim_conversation: p_conversation_id is a new id the worker chose, created here. Otherwise
+  -- it is a conversation to continue, which must exist and be this sidekick's and this user's.
   IF p_conversation_id IS NOT NULL THEN
     SELECT c.agent_id, c.user_id INTO v_conv_agent, v_conv_user FROM conversations c WHERE c.id = p_conversation_id;
-    IF FOUND THEN
+    IF FOUND AND NOT p_claim_conversation THEN
       v_status := CASE
         WHEN v_conv_agent <> v_agent.id THEN 'other_sidekick'
         WHEN v_conv_user IS DISTINCT FROM p_user_id THEN 'other_user'
         ELSE 'continued' END;
       v_claimed := v_status = 'continued';
+    ELSIF NOT FOUND AND p_claim_conversation THEN
+      INSERT INTO conversations (id, agent_id, user_id) VALUES (p_conversation_id, v_agent.id, p_user_id)
+      ON CONFLICT (id) DO NOTHING;
+      v_claimed := FOUND;
+      v_status := CASE WHEN v_claimed THEN 'new' ELSE 'unknown' END;
     ELSE
-      v_status := 'new';
-      IF p_claim_conversation THEN
-        INSERT INTO conversations (id, agent_id, user_id) VALUES (p_conversation_id, v_agent.id, p_user_id)
-        ON CONFLICT (id) DO NOTHING;
-        v_claimed := FOUND;
-      END IF;
+      v_status := 'unknown';
     END IF;
   END IF;
 
@@ -81,8 +92,9 @@ BEGIN
     'beyond_limit', false,
     'overview', v_overview,
     'conversation', jsonb_build_object('status', v_status, 'claimed', v_claimed),
-    'embedding_models', v_models);
+    'embedding_models', v_models,
+    'owner', v_owner);
 END $$;
 
-REVOKE ALL ON FUNCTION begin_session(text, integer, uuid, uuid, boolean) FROM PUBLIC, anon, authenticated;
-GRANT EXECUTE ON FUNCTION begin_session(text, integer, uuid, uuid, boolean) TO service_role;
+REVOKE ALL ON FUNCTION begin_session(text, integer, uuid, uuid, boolean, uuid) FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION begin_session(text, integer, uuid, uuid, boolean, uuid) TO service_role;
