@@ -8,7 +8,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { TENANT_TABLES } from '../src/tenancy/tenant-query.js';
 import {
   ANON,
@@ -255,6 +255,89 @@ describe('dedicated project and shared pool', () => {
       }
     }
   }
+
+  it("turn_latency_report: per sidekick and component, percentiles as percentile_cont computes them, the same in both; a part a turn lacks is not counted; the pool's other client never", async () => {
+    const clientId = randomUUID();
+    const data = clientRows(11);
+    // Each reply's latency: e2e for all, the end of turn for voice replies only (every other one).
+    let n = 0;
+    const withLatency = (rows: Record<string, Row[]>) => ({
+      ...rows,
+      conversation_transcripts: rows.conversation_transcripts!.map((t) => {
+        if (t.role !== 'assistant') return t;
+        n++;
+        const latency = { e2e_ms: 400 + n * 37.5, end_of_turn_ms: n % 2 ? 510 + n : null, context_ms: 'n/a' };
+        return { ...t, metadata: JSON.stringify({ latency }) };
+      }),
+    });
+    const rows = withLatency(data.rows);
+    n = 0;
+    const otherRows = withLatency(clientRows(11).rows);
+    await insertClient(dedicated, null, rows);
+    await insertClient(pool, clientId, rows);
+    await insertClient(pool, randomUUID(), otherRows);
+    onTestFinished(async () => {
+      // The project is one client's: the next test's client starts from an empty one.
+      for (const table of [...TENANT_TABLES].reverse()) await dedicated.sql.exec(`DELETE FROM ${table}`);
+    });
+    const range = ['2025-12-31T00:00:00Z', '2026-01-02T00:00:00Z'];
+    const [p, d] = await Promise.all([
+      pool.one(tenant(clientId), 'SELECT * FROM turn_latency_report($1, $2, $3)', [clientId, ...range]),
+      dedicated.one(SERVICE, 'SELECT * FROM turn_latency_report($1, $2)', range),
+    ]);
+    expect(d).toEqual(p);
+    const replies = (slug: 'main' | 'other') =>
+      (rows.conversation_transcripts as Row[])
+        .filter((t) => t.role === 'assistant' && t.agent_id === data[slug])
+        .map(
+          (t) =>
+            JSON.parse(t.metadata as string).latency as { e2e_ms: number; end_of_turn_ms: number | null },
+        );
+    const cont = (values: number[], q: number) => {
+      const v = [...values].sort((a, b) => a - b);
+      const pos = q * (v.length - 1);
+      const lo = Math.floor(pos);
+      return v[lo]! + (v[Math.min(lo + 1, v.length - 1)]! - v[lo]!) * (pos - lo);
+    };
+    const expected = (['main', 'other'] as const).flatMap((slug) =>
+      (
+        [
+          ['e2e', replies(slug).map((r) => r.e2e_ms)],
+          [
+            'end_of_turn',
+            replies(slug).flatMap((r) => (r.end_of_turn_ms === null ? [] : [r.end_of_turn_ms])),
+          ],
+        ] as const
+      )
+        .map(([component, values]) => ({
+          agent_slug: slug,
+          component,
+          turns: values.length,
+          p50_ms: cont(values, 0.5),
+          p90_ms: cont(values, 0.9),
+          p99_ms: cont(values, 0.99),
+        }))
+        .sort((a, b) => a.component.localeCompare(b.component)),
+    );
+    expect(p.map((r) => ({ ...r, turns: Number(r.turns) }))).toEqual(
+      expected.map((e) => ({
+        ...e,
+        p50_ms: expect.closeTo(e.p50_ms, 6),
+        p90_ms: expect.closeTo(e.p90_ms, 6),
+        p99_ms: expect.closeTo(e.p99_ms, 6),
+      })),
+    );
+    // One sidekick only; and a range with none of the turns.
+    const only = await dedicated.one(
+      SERVICE,
+      `SELECT agent_slug FROM turn_latency_report($1, $2, 'other')`,
+      range,
+    );
+    expect(new Set(only.map((r) => r.agent_slug))).toEqual(new Set(['other']));
+    expect(
+      await dedicated.one(SERVICE, 'SELECT * FROM turn_latency_report($1, $2)', ['2027-01-01', '2027-02-01']),
+    ).toEqual([]);
+  });
 
   it('the dedicated RPCs answer exactly like the pool RPCs for the same client', async () => {
     const clientId = randomUUID();
