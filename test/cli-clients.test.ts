@@ -184,8 +184,13 @@ describe('clients list, show', () => {
       '--name',
       'Override Co',
       '--features',
-      '{"video_chat_enabled": true, "max_documents": 10, "teleport": true}',
+      '{"video_chat_enabled": true, "max_documents": 10}',
     ]);
+    // A key the gate drops can only come from a row written by other means (create refuses it).
+    await stack.platform.sql.query(
+      `UPDATE clients SET tier_features = tier_features || '{"teleport": true}' WHERE id = $1`,
+      [c.id],
+    );
     const shown = await sidekick(['clients', 'show', '--client', c.id, '--json'], env);
     const d = json<{
       effective: { features: Record<string, unknown>; overridden: string[]; warnings: string[] };
@@ -325,6 +330,18 @@ describe('clients: bad input exits 2 and names the field', () => {
     [['clients', 'create', '--name', 'X', '--tier', 'gold'], /--tier.*adventurer, champion, paragon/],
     [['clients', 'create', '--name', '  '], /--name: the client needs a name/],
     [['clients', 'create', '--name', 'X', '--features', '{nope'], /--features.*expected a JSON object/],
+    [
+      ['clients', 'create', '--name', 'X', '--features', '{"max_tools": "lots"}'],
+      /--features: max_tools: expected a non-negative integer or null/,
+    ],
+    [
+      ['clients', 'create', '--name', 'X', '--features', '{"max_toolz": 5}'],
+      /--features: max_toolz: tier_features override dropped: unknown feature/,
+    ],
+    [
+      ['clients', 'create', '--name', 'X', '--features', '{"max_sidekicks": 5}'],
+      /--features: max_sidekicks: .*fixed for the tier/,
+    ],
     [['clients', 'list', '--pool', 'p1'], /--pool.*expected a uuid/],
   ])('%j', async (args, message) => {
     const run = await sidekick(args as string[], env);

@@ -119,6 +119,13 @@ describe('sidekick clients settings', () => {
       '--webhook-url: expected an http(s) URL without user:password',
     ],
     [['--phone-region', 'gbr'], '--phone-region: expected a two-letter region code'],
+    [['--phone-region', 'XX'], '--phone-region: expected a region phone numbers are known for'],
+    // A URL a client writes passes the outbound guard when it is set, not only when a report is sent.
+    [['--webhook-url', 'http://10.0.0.1/hook'], '--webhook-url: 10.0.0.1 is a private address: refused'],
+    [
+      ['--webhook-url', 'http://169.254.169.254/hook'],
+      '--webhook-url: 169.254.169.254 is a metadata address',
+    ],
     [['--memory', 'maybe'], "option '--memory <on|off>' argument 'maybe' is invalid. expected on or off"],
     [
       ['--redaction', 'hide'],

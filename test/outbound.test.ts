@@ -126,6 +126,18 @@ describe('address classes', () => {
   });
 });
 
+describe('what a refusal says', () => {
+  it('a metadata or unspecified address is never allowed, whatever the allowlist: the message says so', async () => {
+    const client = new OutboundClient({ allowlist: Allowlist.parse('169.254.169.254, 0.0.0.0') });
+    await expect(client.check('http://169.254.169.254/')).rejects.toThrow(
+      '169.254.169.254 is a metadata address: refused (never allowed, not even by OUTBOUND_ALLOWLIST)',
+    );
+    await expect(client.check('http://0.0.0.0/')).rejects.toThrow(
+      '0.0.0.0 is an unspecified address: refused',
+    );
+  });
+});
+
 describe('refused destinations: nothing is sent', () => {
   it.each([
     ['127.0.0.1 without the allowlist', () => endpoint.url, 'loopback'],
@@ -144,7 +156,7 @@ describe('refused destinations: nothing is sent', () => {
     const err = await refusal(client().request(url(), { method: 'POST', body: '{}' }));
     expect(err.kind).toBe('refused');
     expect(err.detail.range).toBe(range);
-    expect(err.message).toContain(`is a ${range} address: refused`);
+    expect(err.message).toContain(`is ${/^[aeiou]/i.test(range) ? 'an' : 'a'} ${range} address: refused`);
     expect(endpoint.requests.length).toBe(before);
   });
 
@@ -156,7 +168,7 @@ describe('refused destinations: nothing is sent', () => {
     const c = client({ resolve: dns });
     const err = await refusal(c.request('http://shop.example.test/orders'));
     expect(err.message).toBe(
-      'shop.example.test resolves to 10.0.0.7, which is a private address: refused (only public addresses, or OUTBOUND_ALLOWLIST)',
+      'shop.example.test resolves to 10.0.0.7, which is a private address: refused (only public addresses, or hosts in OUTBOUND_ALLOWLIST)',
     );
     expect((await refusal(c.request('https://mixed.example.test/'))).detail).toEqual({
       host: 'mixed.example.test',

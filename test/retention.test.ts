@@ -215,6 +215,16 @@ describe('one sweeper at a time', () => {
       )
     )[0]?.holder ?? null;
 
+  it.each(['0', '20000'])(
+    '--page-size %s is bad input (exit 2, naming the option), before anything is swept',
+    async (size) => {
+      const run = await sidekick(['retention', 'run', '--page-size', size], env());
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`--page-size: must be a whole number from 1 to 10000, got ${size}`);
+      expect(run.stderr).not.toMatch(/\(22023\)|sweep_expired/);
+    },
+  );
+
   it('while another holds the lease, `retention run` refuses (exit 1) and says who', async () => {
     const leases = new Leases(createSupabasePlatform());
     expect(await leases.take(RETENTION_LEASE, 'worker-elsewhere:1', 60)).toBe(true);

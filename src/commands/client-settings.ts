@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { UsageError } from '../ops/errors.js';
+import { OutboundError } from '../outbound/index.js';
 import {
   type ClientSettings,
   checkSettingsPatch,
@@ -100,6 +101,17 @@ export function clientSettingsCommands(clients: Command, ctx: CommandContext): v
           throw new UsageError(`nothing to set: give at least one of ${Object.values(OPTION).join(', ')}`);
         }
         const ops = ctx.operations();
+        // A URL a client wrote is untrusted: refused here, by the same guard every delivery passes.
+        const notes: string[] = [];
+        if (patch.webhook_url) {
+          try {
+            await ops.worker().outbound.check(patch.webhook_url);
+          } catch (err) {
+            if (!(err instanceof OutboundError)) throw err;
+            if (err.kind !== 'unresolvable') throw new UsageError(`--webhook-url: ${err.message}`);
+            notes.push(`${err.message} here: reports are delivered once it resolves to a public address`);
+          }
+        }
         const row = await ops.platform.getClient(o.client);
         const stored =
           row.settings && typeof row.settings === 'object' && !Array.isArray(row.settings)
@@ -109,6 +121,7 @@ export function clientSettingsCommands(clients: Command, ctx: CommandContext): v
         const s = readClientSettings(updated.settings, () => undefined);
         if (o.json) return ctx.json({ client_id: updated.id, settings: s });
         for (const line of formatSettings(s)) ctx.out(line);
+        for (const note of notes) ctx.err(`note: ${note}`);
         if (patch.webhook_url?.startsWith('http:')) {
           ctx.err('warning: the webhook URL is http: reports (summaries, transcripts) travel unencrypted');
         }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { OpsError } from '../ops/errors.js';
 import { type ClientSweep, type SweepResult, sweepRetention } from '../ops/retention.js';
 import { Leases } from '../work/leases.js';
 import { workerIdentity } from '../work/queue.js';
@@ -36,8 +37,12 @@ export function retentionCommands(program: Command, ctx: CommandContext): void {
           onClient: o.json ? undefined : (c) => ctx.err(formatClientSweep(c, o.dryRun === true)),
         },
       );
-      if (o.json) return ctx.json(result);
-      ctx.out(formatSweep(result));
+      if (o.json) ctx.json(result);
+      else ctx.out(formatSweep(result));
+      // The rest was swept; what failed is worth a retry (exit 1), as the contract says.
+      const failed = result.clients.filter((c) => c.error).length;
+      if (failed)
+        throw new OpsError(`${failed} client(s) could not be swept: run \`sidekick retention run\` again`);
     });
 }
 

@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { createSupabase } from '../tenancy/supabase.js';
-import { TIER_FEATURES, TIER_HOSTING } from '../tenancy/tiers.js';
+import {
+  BOOLEAN_FEATURES,
+  LIMIT_NAMES,
+  TIER_FEATURES,
+  TIER_HOSTING,
+  tierFeatureProblems,
+} from '../tenancy/tiers.js';
 import { isUuid, type Tier } from '../tenancy/types.js';
 import { ensureDedicatedProject, projectOf } from './dedicated.js';
 import { UsageError } from './errors.js';
@@ -53,6 +59,10 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
   if (!isUuid(id)) throw new UsageError(`--id: expected a uuid, got "${req.clientId}"`);
   if (!req.name.trim()) throw new UsageError('--name: the client needs a name');
   const hosting = TIER_HOSTING[req.tier];
+  const problems = tierFeatureProblems(req.tier, req.tierFeatures ?? {});
+  if (problems.length) {
+    throw new UsageError(`--features: ${problems.join('; ')} (valid keys: ${[...BOOLEAN_FEATURES, ...LIMIT_NAMES].join(', ')})`);
+  }
   const log = deps.log.child({ client_id: id, tier: req.tier });
 
   let row = await deps.platform.findClient(id);

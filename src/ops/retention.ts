@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { asClientId } from '../tenancy/types.js';
 import type { Leases } from '../work/leases.js';
-import { OpsError } from './errors.js';
+import { OpsError, UsageError } from './errors.js';
 import type { PlatformAdmin } from './platform.js';
 
 /**
@@ -14,6 +14,9 @@ import type { PlatformAdmin } from './platform.js';
  * (that client is swept next time, never from under the mover). One sweeper at a time across
  * workers: the `retention_sweep` lease in the platform database.
  */
+
+/** The most rows sweep_expired deletes in one call (migrations shared_pool/007, dedicated/007). */
+export const MAX_SWEEP_PAGE = 10_000;
 
 export const RETENTION_LEASE = 'retention_sweep';
 const LEASE_SECONDS = 300;
@@ -76,6 +79,11 @@ export class SweepBusyError extends OpsError {
 
 /** One sweep, now. Throws SweepBusyError when another holds the lease. */
 export async function sweepRetention(deps: RetentionDeps, opts: SweepOptions = {}): Promise<SweepResult> {
+  // sweep_expired's own bounds, checked before anything is locked or deleted.
+  const pageSize = opts.pageSize ?? 500;
+  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_SWEEP_PAGE) {
+    throw new UsageError(`--page-size: must be a whole number from 1 to ${MAX_SWEEP_PAGE}, got ${pageSize}`);
+  }
   if (opts.dryRun) return sweep(deps, opts);
   if (!(await deps.leases.take(RETENTION_LEASE, deps.holder, LEASE_SECONDS))) {
     throw new SweepBusyError((await deps.leases.describe(RETENTION_LEASE))?.holder ?? null);

@@ -73,7 +73,7 @@ function isMetadata(ip: Address): boolean {
 }
 
 /** Metadata and unspecified addresses stay refused whatever the allowlist says. */
-function neverAllowed(verdict: AddressVerdict): boolean {
+export function neverAllowed(verdict: AddressVerdict): boolean {
   return (
     verdict.range === 'metadata' || verdict.range === 'unspecified' || verdict.range.endsWith(' of metadata')
   );

@@ -19,7 +19,7 @@
 import dns from 'node:dns';
 import type { LookupFunction } from 'node:net';
 import { Agent, request, fetch as undiciFetch } from 'undici';
-import { Allowlist, literalAddress } from './addresses.js';
+import { Allowlist, literalAddress, neverAllowed } from './addresses.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signing.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -337,15 +337,15 @@ export class OutboundClient {
     if (verdict.allowed) return;
     const via =
       host.replace(/^\[(.*)\]$/, '$1') === address ? address : `${host} resolves to ${address}, which`;
-    throw new OutboundError(
-      'refused',
-      `${via} is a ${verdict.range} address: refused (only public addresses, or OUTBOUND_ALLOWLIST)`,
-      {
-        host,
-        address,
-        range: verdict.range,
-      },
-    );
+    const article = /^[aeiou]/i.test(verdict.range) ? 'an' : 'a';
+    const why = neverAllowed(verdict)
+      ? 'never allowed, not even by OUTBOUND_ALLOWLIST'
+      : 'only public addresses, or hosts in OUTBOUND_ALLOWLIST';
+    throw new OutboundError('refused', `${via} is ${article} ${verdict.range} address: refused (${why})`, {
+      host,
+      address,
+      range: verdict.range,
+    });
   }
 }
 

@@ -1,3 +1,4 @@
+import { isSupportedCountry } from 'libphonenumber-js';
 import { z } from 'zod';
 
 /**
@@ -45,7 +46,10 @@ const FIELDS = {
   webhook_transcript: z.boolean(),
   memory: z.boolean(),
   redaction: z.enum(REDACTION_MODES),
-  phone_region: z.string().regex(/^[A-Z]{2}$/, 'expected a two-letter region code, e.g. US or GB'),
+  phone_region: z
+    .string()
+    .regex(/^[A-Z]{2}$/, 'expected a two-letter region code, e.g. US or GB')
+    .refine(isSupportedCountry, 'expected a region phone numbers are known for, e.g. US or GB'),
 } satisfies { [K in keyof ClientSettings]: z.ZodType<ClientSettings[K]> };
 
 export type SettingName = keyof ClientSettings;

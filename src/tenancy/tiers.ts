@@ -217,3 +217,19 @@ export function resolveFeatures(
 function warnDropped(warn: FeatureWarn, tier: Tier, key: string, expected: string, value: unknown): void {
   warn('tier_features override dropped: wrong type', { tier, key, expected, got: describeType(value) });
 }
+
+/**
+ * What is wrong with overrides an operator is about to write (`--features`): each unknown key, value
+ * of the wrong type, or fixed fact it would try to change, in words naming the key. Sessions never
+ * fail on such a row (resolveFeatures drops what is wrong, with a warning); writing one is refused.
+ */
+export function tierFeatureProblems(tier: Tier, overrides: unknown): string[] {
+  const problems: string[] = [];
+  resolveFeatures({ tier, tierFeatures: overrides }, (msg, fields) => {
+    const key = typeof fields.key === 'string' ? fields.key : undefined;
+    const detail =
+      fields.expected !== undefined ? `expected ${String(fields.expected)}, got ${String(fields.got)}` : msg;
+    problems.push(key ? `${key}: ${detail}` : detail);
+  });
+  return problems;
+}
