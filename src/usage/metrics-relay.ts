@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,6 +94,8 @@ export async function startMetricsRelay(known: Registry, path = defaultSocketPat
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
+  // Whatever the umask: only this user's processes may connect.
+  chmodSync(path, 0o600);
   server.unref();
   return {
     path,
