@@ -10,9 +10,10 @@ import { Job } from '@livekit/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decideJob, requestHandler } from '../src/agent/request.js';
 import type { WorkerRuntime } from '../src/agent/runtime.js';
+import { prepareSession } from '../src/agent/session.js';
 import type { TurnLatency } from '../src/usage/latency.js';
 import type { ClientUsageReport, TopClient } from '../src/usage/reports.js';
-import { type AfterSessionBed, converse, startAfterSessionBed } from './support/after-session.js';
+import { type AfterSessionBed, converse, metadataFor, startAfterSessionBed } from './support/after-session.js';
 import { json, sidekick, stackEnv } from './support/cli.js';
 import { ON_REAL_SERVER } from './support/db.js';
 import { startJob } from './support/jobs.js';
@@ -249,6 +250,26 @@ describe('the usage ledger', () => {
 
     expect((await request(main, B())).answer).toBe('accepted');
   }, 60_000);
+  it('a session whose lease expired behind its back (the platform out of reach too long) keeps running and is counted again; its row is the one the sweep wrote', async () => {
+    const short = { SESSION_LEASE_TTL_S: '3' };
+    const job = bed.runtime(short);
+    const id = jobId();
+    const logs = captureLogs('warn');
+    const prepared = await prepareSession(job, metadataFor(A()), logs.log, { sessionId: id, lease: true });
+    await bed.stack.platform.sql.query(
+      `UPDATE session_leases SET expires_at = now() - interval '1 second' WHERE job_id = $1`,
+      [id],
+    );
+    expect(await bed.runtime(short).leases.settleExpired()).toBe(1);
+    // The next renewal finds it gone: it is taken again, the session goes on holding a slot.
+    await sleep(1500);
+    expect(logs.records().some((r) => String(r.msg).startsWith('session lease lost'))).toBe(true);
+    expect(await leases(A().clientId)).toEqual([expect.objectContaining({ job_id: id, status: 'live' })]);
+    await prepared.close();
+    expect(await leases(A().clientId)).toEqual([]);
+    const rows = await ledger(id);
+    expect(rows.map((r) => r.end_reason)).toEqual(['recovered']);
+  });
 });
 
 describe('max_concurrent_sessions', () => {

@@ -13,6 +13,8 @@ import type { LeaseLimits, LeaseSession, SessionLeases } from './session-leases.
 export class SessionLedger {
   private timer: NodeJS.Timeout | undefined;
   private finished: Promise<boolean> | undefined;
+  /** The renewal in flight: finish() waits for it, so that none lands after the lease is gone. */
+  private renewing: Promise<void> = Promise.resolve();
   private lost = false;
 
   private constructor(
@@ -41,7 +43,7 @@ export class SessionLedger {
     });
     const ledger = new SessionLedger(leases, lease, meter, log, grant.startedAt ?? new Date().toISOString());
     ledger.timer = setInterval(
-      () => void ledger.renew(),
+      () => void ledger.renewal(),
       Math.max(1000, (leases.times.ttlSeconds * 1000) / 3),
     );
     ledger.timer.unref();
@@ -49,10 +51,15 @@ export class SessionLedger {
     return ledger;
   }
 
-  private async renew(ended = false): Promise<void> {
+  private renewal(ended = false): Promise<void> {
+    this.renewing = this.renewing.then(() => (this.finished ? undefined : this.renew(ended)));
+    return this.renewing;
+  }
+
+  private async renew(ended: boolean): Promise<void> {
     try {
       if (await this.leases.renew(this.jobId, this.meter.snapshot(), { ended })) return;
-      if (this.lost) return;
+      if (this.lost || this.finished) return;
       this.lost = true;
       // It expired (the platform was out of reach for longer than its lifetime) and was moved to the
       // ledger from its last renewal: the session goes on, counted again from here.
@@ -68,14 +75,15 @@ export class SessionLedger {
   }
 
   /** The session ended: its slot is free, ended_at is now, the usage so far is kept. */
-  async ended(): Promise<void> {
-    await this.renew(true);
+  ended(): Promise<void> {
+    return this.renewal(true);
   }
 
   /** The ledger row, from the final usage; once. true: this call wrote it. */
   finish(): Promise<boolean> {
     this.finished ??= (async () => {
       clearInterval(this.timer);
+      await this.renewing;
       try {
         const wrote = await this.leases.finish(this.jobId, this.meter.snapshot());
         this.log.info({ job_id: this.jobId, written: wrote }, 'session usage recorded');
