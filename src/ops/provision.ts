@@ -61,7 +61,9 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
   const hosting = TIER_HOSTING[req.tier];
   const problems = tierFeatureProblems(req.tier, req.tierFeatures ?? {});
   if (problems.length) {
-    throw new UsageError(`--features: ${problems.join('; ')} (valid keys: ${[...BOOLEAN_FEATURES, ...LIMIT_NAMES].join(', ')})`);
+    throw new UsageError(
+      `--features: ${problems.join('; ')} (valid keys: ${[...BOOLEAN_FEATURES, ...LIMIT_NAMES].join(', ')})`,
+    );
   }
   const log = deps.log.child({ client_id: id, tier: req.tier });
 
