@@ -1,4 +1,4 @@
-import { AutoSubscribe, defineAgent, type JobContext, type JobProcess, voice } from '@livekit/agents';
+import { AutoSubscribe, defineAgent, type JobContext, type JobProcess } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import {
   type RemoteTrack,
@@ -10,8 +10,8 @@ import {
 } from '@livekit/rtc-node';
 import { loadConfig } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
+import { createAgentSession, localTurnDetector } from './agent-session.js';
 import { parseJobMetadata } from './metadata.js';
-import { createLLM, createVoiceModels } from './models.js';
 import { createRuntime, type WorkerRuntime } from './runtime.js';
 import { prepareSession } from './session.js';
 import { type FrameSource, VideoSampler } from './video.js';
@@ -73,10 +73,7 @@ export default defineAgent<ProcessData>({
       });
     }
 
-    const session = new voice.AgentSession({
-      llm: createLLM(runtime.config),
-      ...(plan.audio.enabled ? { ...createVoiceModels(runtime.config, plan), vad } : {}),
-    });
+    const session = createAgentSession(runtime.config, plan, { vad, turnDetector: localTurnDetector() });
     prepared.attach(session);
     await session.start({
       agent: prepared.agent,

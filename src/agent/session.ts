@@ -7,6 +7,7 @@ import type { JobMetadata } from './metadata.js';
 import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
+import type { LookupEvent } from './turn-lookup.js';
 import type { FrameSource } from './video.js';
 
 /** One session, planned and wired, ready to be started in a room, a terminal or a test. */
@@ -19,8 +20,8 @@ export interface PreparedSession {
   transcripts: TranscriptStore;
   /** True when the client's database could not be read: the sidekick talks on what was cached. */
   degraded: boolean;
-  /** Hooks the session's events: every user and assistant turn to the transcript store, and each
-   * final user transcript to the context prefetch. */
+  /** Hooks the session's events: every user and assistant turn to the transcript store (the user's
+   * with the vector its lookup made), and the user's transcripts to the turn's lookups. */
   attach(session: voice.AgentSession): void;
   /** Flushes transcripts (retrying for the grace period) and reports what happened. */
   close(): Promise<{ written: number; dropped: number }>;
@@ -36,7 +37,7 @@ export async function prepareSession(
   runtime: WorkerRuntime,
   metadata: JobMetadata,
   log: Logger,
-  opts: { video?: FrameSource } = {},
+  opts: { video?: FrameSource; observe?: (ev: LookupEvent) => void } = {},
 ): Promise<PreparedSession> {
   const { config, connections } = runtime;
   const { plan, connection, degraded, conversationId, conversationClaimed, overview } = await planSession(
@@ -98,6 +99,7 @@ export async function prepareSession(
     conversationId,
     overview,
     video: plan.video.enabled ? opts.video : undefined,
+    observe: opts.observe,
     log,
   });
 
@@ -116,10 +118,18 @@ export async function prepareSession(
         const item = ev.item;
         if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
         const text = item.textContent?.trim();
-        if (text) transcripts.add({ role: item.role, content: text, metadata: { livekit_item_id: item.id } });
+        if (item.role === 'user') agent.lookups.endTurn();
+        if (!text) return;
+        transcripts.add({
+          role: item.role,
+          content: text,
+          metadata: { livekit_item_id: item.id },
+          embedding: item.role === 'user' ? agent.lookups.embeddingFor(text) : undefined,
+        });
       });
       session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
-        if (ev.isFinal) agent.prefetch(ev.transcript);
+        if (ev.isFinal) agent.lookups.final(ev.transcript);
+        else agent.lookups.interim(ev.transcript);
       });
     },
     async close() {
