@@ -242,8 +242,8 @@ export interface TurnRecord {
   finalToLlmMs: number | undefined;
   embeddingRequests: { beforeLlm: number; total: number };
   dbRequests: { beforeLlm: number; total: number; writes: number; paths: string[] };
-  /** Transcript rows the turn left in the database (when the rig can count them). */
-  transcriptRows?: number;
+  /** The end-of-turn model's predictions in the turn (probability that the user is done, threshold). */
+  eot: Array<{ probability: number; threshold: number }>;
 }
 
 export interface VoiceRigOptions {
@@ -254,6 +254,8 @@ export interface VoiceRigOptions {
   dbRequests?: () => readonly GatewayRequest[];
   /** Resolves when the turns' transcript rows are written (the product's store), before the next turn. */
   settle?: () => Promise<void>;
+  /** Where the sidekick's lookup events go (its `observe`), so turns can show them. */
+  lookups?: LookupEvent[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -270,10 +272,11 @@ async function until(check: () => boolean, timeoutMs: number, what: string): Pro
 export class VoiceRig {
   readonly mic = new Microphone();
   readonly speaker = new Speaker();
-  readonly lookups: LookupEvent[] = [];
+  readonly lookups: LookupEvent[];
   private readonly transcripts: Array<{ at: number; text: string; final: boolean }> = [];
   private readonly userStates: Array<{ at: number; state: string }> = [];
   private readonly items: Array<{ at: number; role: string; text: string }> = [];
+  private readonly eot: Array<{ at: number; probability: number; threshold: number }> = [];
   private agentState = 'initializing';
   /** What the loopback STT is expected to hear next, in order. */
   private readonly expected: SpeechClip[] = [];
@@ -281,11 +284,15 @@ export class VoiceRig {
 
   constructor(private readonly opts: VoiceRigOptions) {
     const { session } = opts;
+    this.lookups = opts.lookups ?? [];
     session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) =>
       this.transcripts.push({ at: performance.now(), text: ev.transcript, final: ev.isFinal }),
     );
     session.on(voice.AgentSessionEventTypes.UserStateChanged, (ev) =>
       this.userStates.push({ at: performance.now(), state: ev.newState }),
+    );
+    session.on(voice.AgentSessionEventTypes.EotPrediction, (ev) =>
+      this.eot.push({ at: performance.now(), probability: ev.probability, threshold: ev.threshold }),
     );
     session.on(voice.AgentSessionEventTypes.AgentStateChanged, (ev) => {
       this.agentState = ev.newState;
@@ -375,6 +382,7 @@ export class VoiceRig {
       speechEndToAudioMs: firstAudioAt - speechEndAt,
       finalToLlmMs: spoken && lastFinal ? spoken.at - lastFinal.at : undefined,
       embeddingRequests: { beforeLlm: embeddings.filter((r) => beforeLlm(r.at)).length, total: embeddings.length },
+      eot: inTurn(this.eot).map(({ probability, threshold }) => ({ probability, threshold })),
       dbRequests: {
         beforeLlm: db.filter((r) => beforeLlm(r.at)).length,
         total: db.length,
