@@ -12,7 +12,7 @@ import { loadConfig } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
 import { createAgentSession, localTurnDetector } from './agent-session.js';
 import { parseJobMetadata } from './metadata.js';
-import { createRuntime, type WorkerRuntime } from './runtime.js';
+import { createRuntime, prewarmRuntime, type WorkerRuntime } from './runtime.js';
 import { prepareSession } from './session.js';
 import { type FrameSource, VideoSampler } from './video.js';
 
@@ -34,8 +34,9 @@ export default defineAgent<ProcessData>({
   prewarm: async (proc: JobProcess<ProcessData>) => {
     const config = loadConfig();
     rootLogger.level = config.logLevel;
-    proc.userData.runtime = createRuntime(config, rootLogger);
-    proc.userData.vad = await silero.VAD.load();
+    const runtime = createRuntime(config, rootLogger);
+    proc.userData.runtime = runtime;
+    [proc.userData.vad] = await Promise.all([silero.VAD.load(), prewarmRuntime(runtime)]);
   },
 
   entry: async (ctx: JobContext<ProcessData>) => {
