@@ -88,16 +88,20 @@ export class Microphone extends voice.AudioInput {
   }
 
   /**
-   * Plays the clips one after the other with `gapMs` of silence between them. Resolves when the
-   * last clip's voice has ended, with when that was (performance.now()).
+   * Plays the clips one after the other, `gapMs` of silence between one's voice and the next's
+   * (the clips' own leading and trailing silence is kept only at the start and the end). Resolves
+   * when the last clip's voice has ended, with when that was (performance.now()).
    */
   play(clips: SpeechClip[], gapMs = 0): Promise<number> {
+    const at = (clip: SpeechClip, ms: number) => Math.round((ms / 1000) * MIC_RATE);
     let endSample = 0;
     clips.forEach((clip, i) => {
-      if (i > 0 && gapMs > 0) this.push(new Int16Array(Math.round((gapMs / 1000) * MIC_RATE)));
-      const before = this.position + this.queued - this.offset;
-      this.push(clip.pcm.samples);
-      endSample = before + Math.round((clip.voicedEndMs / 1000) * MIC_RATE);
+      const from = i === 0 ? 0 : at(clip, clip.voicedStartMs);
+      const to = i === clips.length - 1 ? clip.pcm.samples.length : at(clip, clip.voicedEndMs);
+      if (i > 0) this.push(new Int16Array(at(clip, gapMs)));
+      const start = this.position + this.queued;
+      this.push(clip.pcm.samples.subarray(from, to));
+      endSample = start + at(clip, clip.voicedEndMs) - from;
     });
     return new Promise((resolve) => this.watchers.push({ sample: endSample, resolve }));
   }
