@@ -17,12 +17,13 @@ const STOP_WORDS = new Set(
   ).split(' '),
 );
 
-/** What retrieval depends on: the text's words, lower-cased, without punctuation, stop words or plural -s. */
+/** What retrieval depends on: the text's words, lower-cased, without punctuation, stop words, 's or plural -s. */
 export function contentWords(text: string): Set<string> {
   const words = text.toLowerCase().match(/[\p{L}\p{N}]+(?:'[\p{L}]+)?/gu) ?? [];
   const out = new Set<string>();
-  for (const w of words) {
-    if (STOP_WORDS.has(w)) continue;
+  for (const word of words) {
+    if (STOP_WORDS.has(word)) continue;
+    const w = word.endsWith("'s") ? word.slice(0, -2) : word;
     out.add(w.length > 3 && w.endsWith('s') && !w.endsWith('ss') ? w.slice(0, -1) : w);
   }
   return out;
