@@ -160,9 +160,7 @@ function report(
     const waitP = p50(p.map((r) => r.finalToLlmMs));
     const waitB = p50(b.map((r) => r.finalToLlmMs));
     // The lookup the reply used: its own duration.
-    const lookupMs = p50(
-      p.map((r) => r.lookups.filter((l) => l.type === 'done').at(-1)?.elapsedMs),
-    );
+    const lookupMs = p50(p.map((r) => r.lookups.filter((l) => l.type === 'done').at(-1)?.elapsedMs));
     const added = waitP - waitB;
     const commit = p50(p.map((r) => (r.committedAt ?? Number.NaN) - r.speechEndAt));
     const lastFinal = p50(p.map((r) => (r.finals.at(-1)?.at ?? Number.NaN) - r.speechEndAt));

@@ -78,7 +78,9 @@ export async function benchColdStart(o: {
         if ('error' in m) reject(new Error(`${kind} job process: ${m.error}`));
       });
       child.on('exit', (code) =>
-        result.startedMs !== undefined ? resolve(result as JobResult) : reject(new Error(`${kind} job exited ${code}`)),
+        result.startedMs !== undefined
+          ? resolve(result as JobResult)
+          : reject(new Error(`${kind} job exited ${code}`)),
       );
     });
 
@@ -102,7 +104,9 @@ export async function benchColdStart(o: {
   );
   for (const k of ['startedMs', 'firstAudioMs'] as const) {
     const label = k === 'startedMs' ? 'assignment → session started' : "assignment → greeting's first audio";
-    o.out(`  ${label}: bare ${fmt(of('bare', k))}, product ${fmt(of('product', k))}; ratio ${(of('product', k) / of('bare', k)).toFixed(2)}`);
+    o.out(
+      `  ${label}: bare ${fmt(of('bare', k))}, product ${fmt(of('product', k))}; ratio ${(of('product', k) / of('bare', k)).toFixed(2)}`,
+    );
   }
   o.out(
     `  prewarm: bare ${fmt(of('bare', 'prewarmMs'))}, product ${fmt(of('product', 'prewarmMs'))} (platform round trips in prewarm ${Math.max(...results.product.map((r) => r.prewarmPlatformTrips))})`,

@@ -22,14 +22,19 @@ type Job = { metadata: string; greeting: string };
 const send = (msg: unknown) => process.send?.(msg);
 
 async function productProcess(): Promise<(job: Job) => Promise<void>> {
-  const [{ default: agent }, { parseJobMetadata }, { prepareSession }, { createAgentSession }, { jobLogger }] =
-    await Promise.all([
-      import('../src/agent/entrypoint.js'),
-      import('../src/agent/metadata.js'),
-      import('../src/agent/session.js'),
-      import('../src/agent/agent-session.js'),
-      import('../src/log.js'),
-    ]);
+  const [
+    { default: agent },
+    { parseJobMetadata },
+    { prepareSession },
+    { createAgentSession },
+    { jobLogger },
+  ] = await Promise.all([
+    import('../src/agent/entrypoint.js'),
+    import('../src/agent/metadata.js'),
+    import('../src/agent/session.js'),
+    import('../src/agent/agent-session.js'),
+    import('../src/log.js'),
+  ]);
   const proc = { userData: {} } as unknown as JobProcess<Record<string, unknown>>;
   const t = performance.now();
   await agent.prewarm!(proc as never);
@@ -41,7 +46,11 @@ async function productProcess(): Promise<(job: Job) => Promise<void>> {
   return async (job) => {
     const t0 = performance.now();
     const metadata = parseJobMetadata(job.metadata);
-    const log = jobLogger(runtime.log, { clientId: metadata.clientId, agentSlug: metadata.agentSlug, jobId: 'bench' });
+    const log = jobLogger(runtime.log, {
+      clientId: metadata.clientId,
+      agentSlug: metadata.agentSlug,
+      jobId: 'bench',
+    });
     const prepared = await prepareSession(runtime, metadata, log);
     const session = createAgentSession(runtime.config, prepared.plan, { vad, turnDetector: 'vad' });
     prepared.attach(session);

@@ -27,7 +27,11 @@ const opts = new Command('bench')
   .option('--chunks <n>', 'chunks per document', '20')
   .option('--transcripts <n>', 'past transcript turns per client', '40')
   .option('--turns <n>', 'turns measured per target', '200')
-  .option('--sections <list>', 'what to measure: audio, retrieval, start, memory', 'audio,retrieval,start,memory')
+  .option(
+    '--sections <list>',
+    'what to measure: audio, retrieval, start, memory',
+    'audio,retrieval,start,memory',
+  )
   .option('--audio-turns <n>', 'single-segment turns per audio-path configuration', '6')
   .option('--ttft <list>', 'LLM times to first token for the audio path, ms', '300,600,1000')
   .option('--stt-ms <n>', 'loopback STT: end of a segment to its final transcript, ms', '300')

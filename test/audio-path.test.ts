@@ -43,7 +43,9 @@ beforeAll(async () => {
     responder: () => 'Here is what I know about that.',
     speechDurationMs: (text) => text.length * 15,
   });
-  stack = await startTestStack({ embedder: new OpenAIEmbedder({ apiKey: 'sk-loopback', baseURL: openai.baseURL }) });
+  stack = await startTestStack({
+    embedder: new OpenAIEmbedder({ apiKey: 'sk-loopback', baseURL: openai.baseURL }),
+  });
   const config = loadConfig({
     PLATFORM_SUPABASE_URL: stack.platform.url,
     PLATFORM_SUPABASE_SERVICE_ROLE_KEY: stack.platform.serviceRoleKey,
@@ -57,7 +59,9 @@ beforeAll(async () => {
   const runtime = createRuntime(config, log);
   prepared = await prepareSession(
     runtime,
-    parseJobMetadata(JSON.stringify({ client_id: acme.clientId, agent_slug: acme.agentSlug, user_id: demo.userId })),
+    parseJobMetadata(
+      JSON.stringify({ client_id: acme.clientId, agent_slug: acme.agentSlug, user_id: demo.userId }),
+    ),
     log,
     { observe: (ev) => lookups.push(ev) },
   );

@@ -603,9 +603,9 @@ const RPCS: RpcSpec[] = [
     }),
     async expected(c) {
       const [documents, recall] = await Promise.all(
-        RPCS.filter((r) => r.name === 'match_documents' || r.name === 'match_conversation_transcripts_secure').map(
-          (r) => r.expected(c),
-        ),
+        RPCS.filter(
+          (r) => r.name === 'match_documents' || r.name === 'match_conversation_transcripts_secure',
+        ).map((r) => r.expected(c)),
       );
       return { documents, recall };
     },

@@ -322,14 +322,17 @@ describe('dedicated project and shared pool', () => {
           [query, slug, user, -1, 5, 5, null],
         );
         const c = (row as { c: { documents: Row[]; recall: Row[] } }).c;
-        const docs = await dedicated.one(SERVICE, 'SELECT * FROM match_documents($1, $2, -1, 5)', [query, slug]);
+        const docs = await dedicated.one(SERVICE, 'SELECT * FROM match_documents($1, $2, -1, 5)', [
+          query,
+          slug,
+        ]);
         expect(c.documents.map((d) => d.id)).toEqual(docs.map((d) => d.id));
         const recall = user
-          ? await dedicated.one(SERVICE, 'SELECT * FROM match_conversation_transcripts_secure($1, $2, $3, -1, 5, NULL)', [
-              query,
-              slug,
-              user,
-            ])
+          ? await dedicated.one(
+              SERVICE,
+              'SELECT * FROM match_conversation_transcripts_secure($1, $2, $3, -1, 5, NULL)',
+              [query, slug, user],
+            )
           : [];
         expect(c.recall.map((r) => r.id)).toEqual(recall.map((r) => r.id));
       }

@@ -312,7 +312,10 @@ describe('shared pool: isolation enforced by the database (tenant A against clie
         [B.client, ones, 'guide', B.user],
       ],
       ['SELECT get_user_overview_for_agent($1, $2, $3) AS o', [B.client, B.user, B.agent]],
-      ['SELECT turn_context($1, $2::vector, $3, $4, -2, 10, 10, NULL) AS c', [B.client, ones, 'guide', B.user]],
+      [
+        'SELECT turn_context($1, $2::vector, $3, $4, -2, 10, 10, NULL) AS c',
+        [B.client, ones, 'guide', B.user],
+      ],
     ];
     for (const [sql, params] of calls) {
       const e = await failure(db.one(tenant(A.client), sql, params));
@@ -352,7 +355,10 @@ describe('shared pool: isolation enforced by the database (tenant A against clie
       'SELECT turn_context($1, $2::vector, $3, $4, -2, 10, 10, NULL) AS c',
       [A.client, ones, 'guide', A.user],
     );
-    expect([both!.c.documents.map((d) => d.id), both!.c.recall.map((r) => r.id)]).toEqual([[A.chunk], [A.transcript]]);
+    expect([both!.c.documents.map((d) => d.id), both!.c.recall.map((r) => r.id)]).toEqual([
+      [A.chunk],
+      [A.transcript],
+    ]);
   });
 
   it("an agent tagged B is refused exactly like one tagged a client that does not exist (no oracle on B's limit)", async () => {

@@ -198,7 +198,9 @@ describe.each(TARGETS)('TranscriptStore for $name', ({ client, home, elsewhere }
     expect(home().gateway.requests.map((r) => `${r.method} ${r.path.split('?')[0]}`)).toEqual([
       'POST /conversation_transcripts',
     ]);
-    expect(openai.embeddingRequests().map((r) => r.body.input)).toEqual([['Gravel tyres run at 35 to 50 psi.']]);
+    expect(openai.embeddingRequests().map((r) => r.body.input)).toEqual([
+      ['Gravel tyres run at 35 to 50 psi.'],
+    ]);
     const rows = await rowsOf(home(), conv);
     expect(rows.map((r) => [r.role, r.content])).toEqual([
       ['assistant', 'Hello, how can I help?'],

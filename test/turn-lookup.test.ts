@@ -119,7 +119,12 @@ describe('lookups superseded within a turn (the real ContextManager against the 
     const acme = stack.demo!.adventurers[0]!;
     const lookups = new TurnLookups({
       lookup: async (text, signal) => {
-        const ctx = await context.retrieve({ query: text, agentSlug: acme.agentSlug, userId: stack.demo!.userId, signal });
+        const ctx = await context.retrieve({
+          query: text,
+          agentSlug: acme.agentSlug,
+          userId: stack.demo!.userId,
+          signal,
+        });
         results.set(text, ctx);
         return ctx;
       },

@@ -31,7 +31,11 @@ export interface VoiceParts {
  * The session's AgentSession: the LLM for every plan, and for a plan with voice STT, TTS, VAD and
  * the turn handling above. The job and the audio-path harness both build it here.
  */
-export function createAgentSession(config: Config, plan: SessionPlan, voiceParts?: VoiceParts): voice.AgentSession {
+export function createAgentSession(
+  config: Config,
+  plan: SessionPlan,
+  voiceParts?: VoiceParts,
+): voice.AgentSession {
   const llm = createLLM(config);
   if (!plan.audio.enabled || !voiceParts) return new voice.AgentSession({ llm });
   return new voice.AgentSession({
@@ -46,6 +50,8 @@ export function createAgentSession(config: Config, plan: SessionPlan, voiceParts
  * The end-of-turn model, on-device. In a job it runs in the worker's inference process (the job
  * context's executor); elsewhere (the harness) pass the executor that runs it.
  */
-export function localTurnDetector(executor?: inference.TurnDetectorOptions['executor']): inference.TurnDetector {
+export function localTurnDetector(
+  executor?: inference.TurnDetectorOptions['executor'],
+): inference.TurnDetector {
   return new inference.TurnDetector({ version: 'v1-mini', ...(executor ? { executor } : {}) });
 }

@@ -83,7 +83,10 @@ export async function prewarmRuntime(runtime: WorkerRuntime): Promise<void> {
     );
     connections.directory.invalidate(unknown);
   } catch (err) {
-    log.warn({ reason: (err as Error).message }, 'prewarm of the client connections failed; the first session sets them up');
+    log.warn(
+      { reason: (err as Error).message },
+      'prewarm of the client connections failed; the first session sets them up',
+    );
   }
 }
 

@@ -46,7 +46,10 @@ export class Sidekick extends voice.Agent {
     this.lookups = new TurnLookups({
       lookup: (text, signal) => this.lookup(text, signal),
       observe: (ev) => {
-        deps.log.debug({ lookup: ev.type, source: ev.source, elapsed_ms: ev.elapsedMs }, 'turn context lookup');
+        deps.log.debug(
+          { lookup: ev.type, source: ev.source, elapsed_ms: ev.elapsedMs },
+          'turn context lookup',
+        );
         deps.observe?.(ev);
       },
     });

@@ -40,7 +40,11 @@ export function closeEnough(lookedUp: string, final: string): boolean {
   const a = contentWords(lookedUp);
   const b = contentWords(final);
   if (a.size === 0 && b.size === 0) {
-    const plain = (t: string) => t.toLowerCase().match(/[\p{L}\p{N}']+/gu)?.join(' ') ?? '';
+    const plain = (t: string) =>
+      t
+        .toLowerCase()
+        .match(/[\p{L}\p{N}']+/gu)
+        ?.join(' ') ?? '';
     return plain(lookedUp) === plain(final);
   }
   if (a.size !== b.size) return false;
@@ -167,11 +171,23 @@ export class TurnLookups {
     if (previous && closeEnough(previous.text, text)) return false;
     if (previous && !previous.settled) {
       previous.abort.abort();
-      this.opts.observe?.({ type: 'cancelled', text: previous.text, source: previous.source, at: this.now() });
+      this.opts.observe?.({
+        type: 'cancelled',
+        text: previous.text,
+        source: previous.source,
+        at: this.now(),
+      });
     }
     const abort = new AbortController();
     const started = this.now();
-    const lookup: Lookup = { text, source, abort, settled: undefined, awaited: false, result: Promise.resolve(undefined) };
+    const lookup: Lookup = {
+      text,
+      source,
+      abort,
+      settled: undefined,
+      awaited: false,
+      result: Promise.resolve(undefined),
+    };
     lookup.result = this.opts.lookup(text, abort.signal).then((ctx) => {
       if (!abort.signal.aborted) {
         lookup.settled = ctx;

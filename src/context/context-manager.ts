@@ -156,8 +156,14 @@ export class ContextManager {
     const wantDocuments = settings.ragEnabled;
     const wantRecall = q.userId !== undefined;
     let embedding: number[] | undefined;
-    let documents: PromiseSettledResult<DocumentMatch[] | typeof SKIPPED> = { status: 'fulfilled', value: SKIPPED };
-    let recall: PromiseSettledResult<RecallMatch[] | typeof SKIPPED> = { status: 'fulfilled', value: SKIPPED };
+    let documents: PromiseSettledResult<DocumentMatch[] | typeof SKIPPED> = {
+      status: 'fulfilled',
+      value: SKIPPED,
+    };
+    let recall: PromiseSettledResult<RecallMatch[] | typeof SKIPPED> = {
+      status: 'fulfilled',
+      value: SKIPPED,
+    };
 
     if (wantDocuments || wantRecall) {
       const resolve = this.opts.db;
@@ -193,7 +199,9 @@ export class ContextManager {
           wantDocuments
             ? within(both.then(([d, e]) => this.matchDocuments(d, q, e, abort.signal)))
             : Promise.resolve(SKIPPED),
-          wantRecall ? within(both.then(([d, e]) => this.recall(d, q, e, abort.signal))) : Promise.resolve(SKIPPED),
+          wantRecall
+            ? within(both.then(([d, e]) => this.recall(d, q, e, abort.signal)))
+            : Promise.resolve(SKIPPED),
         ]);
       }
     }

@@ -137,7 +137,10 @@ export class ClientDirectory {
       .select(columnsOf(poolColumns))
       .eq('is_active', true)
       .retry(false);
-    if (error) throw new Error(`reading shared_pool_config: ${error.message || String(error.code ?? 'network error')}`);
+    if (error)
+      throw new Error(
+        `reading shared_pool_config: ${error.message || String(error.code ?? 'network error')}`,
+      );
     return (data ?? []).flatMap((row) => {
       const parsed = poolColumns.safeParse(row);
       const pool = parsed.success ? toPool(parsed.data) : undefined;

@@ -476,7 +476,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
       throw new HttpError(400, `the loopback server serves response_format pcm and wav, not ${format}`);
     }
     const speed = b.speed ?? 1;
-    if (!(speed >= 0.25 && speed <= 4)) throw new HttpError(400, "'speed' must be between 0.25 and 4", 'speed');
+    if (!(speed >= 0.25 && speed <= 4))
+      throw new HttpError(400, "'speed' must be between 0.25 and 4", 'speed');
     const samples = tone(speechDuration(b.input) / speed, SPEECH_RATE);
     const audio =
       format === 'wav'
@@ -491,12 +492,19 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
     res.end(audio);
   }
 
-  async function transcriptions(raw: Buffer, contentType: string, res: ServerResponse, record: RecordedRequest) {
+  async function transcriptions(
+    raw: Buffer,
+    contentType: string,
+    res: ServerResponse,
+    record: RecordedRequest,
+  ) {
     if (!contentType.startsWith('multipart/form-data')) {
       throw new HttpError(400, 'transcriptions take multipart/form-data');
     }
     // The platform's own multipart parser (undici), as a server framework would use.
-    const form = await new Response(new Uint8Array(raw), { headers: { 'content-type': contentType } }).formData();
+    const form = await new Response(new Uint8Array(raw), {
+      headers: { 'content-type': contentType },
+    }).formData();
     const model = form.get('model');
     if (typeof model !== 'string') throw new HttpError(400, 'you must provide a model parameter', 'model');
     const file = form.get('file');
@@ -505,7 +513,11 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
     try {
       audio = parseWav(Buffer.from(await file.arrayBuffer()));
     } catch (err) {
-      throw new HttpError(400, `the loopback server reads 16-bit PCM WAV only: ${(err as Error).message}`, 'file');
+      throw new HttpError(
+        400,
+        `the loopback server reads 16-bit PCM WAV only: ${(err as Error).message}`,
+        'file',
+      );
     }
     const format = form.get('response_format') ?? 'json';
     const text = await transcriber({ audio, via: 'http', model });
@@ -613,7 +625,14 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
     for (const [name, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
     }
-    requests.push({ method: 'GET', path, route: 'transcriptions', headers, body: undefined, at: performance.now() });
+    requests.push({
+      method: 'GET',
+      path,
+      route: 'transcriptions',
+      headers,
+      body: undefined,
+      at: performance.now(),
+    });
     const refuse = (status: number, message: string) => {
       socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Not Found'}\r\n\r\n${message}`);
     };
@@ -627,7 +646,8 @@ export async function startOpenAIServer(opts: OpenAIServerOptions = {}): Promise
     }
     sockets.handleUpgrade(req, socket, head, (ws) => {
       realtimeTranscription(ws, {
-        transcribe: (audio) => transcriber({ audio, via: 'realtime', model: url.searchParams.get('model') ?? '' }),
+        transcribe: (audio) =>
+          transcriber({ audio, via: 'realtime', model: url.searchParams.get('model') ?? '' }),
         latencyMs: () => delays.get('transcriptions') ?? 0,
         log: (ev) => transcriptionEvents.push(ev),
       });
@@ -692,7 +712,12 @@ interface RealtimeDeps {
   log(ev: TranscriptionEvent): void;
 }
 
-type TurnDetection = { type: 'server_vad'; threshold: number; prefix_padding_ms: number; silence_duration_ms: number };
+type TurnDetection = {
+  type: 'server_vad';
+  threshold: number;
+  prefix_padding_ms: number;
+  silence_duration_ms: number;
+};
 
 /** The API's defaults for a transcription session's server VAD. */
 const DEFAULT_TURN_DETECTION: TurnDetection = {
@@ -837,8 +862,17 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
         if (!voiced) continue;
         const startSample = Math.max(pendingStart, windowStart - prefix);
         speech = { itemId: newId('item'), startSample, silence: 0 };
-        send({ type: 'input_audio_buffer.speech_started', audio_start_ms: ms(startSample), item_id: speech.itemId });
-        deps.log({ type: 'speech_started', itemId: speech.itemId, at: performance.now(), audioMs: ms(startSample) });
+        send({
+          type: 'input_audio_buffer.speech_started',
+          audio_start_ms: ms(startSample),
+          item_id: speech.itemId,
+        });
+        deps.log({
+          type: 'speech_started',
+          itemId: speech.itemId,
+          at: performance.now(),
+          audioMs: ms(startSample),
+        });
         continue;
       }
       speech.silence = voiced ? 0 : speech.silence + VAD_WINDOW;
@@ -904,7 +938,10 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
       }
       case 'input_audio_buffer.commit': {
         if (pendingSamples < REALTIME_RATE / 10) {
-          error('Error committing input audio buffer: buffer too small (at least 100ms of audio is needed).', 'input_audio_buffer_commit_empty');
+          error(
+            'Error committing input audio buffer: buffer too small (at least 100ms of audio is needed).',
+            'input_audio_buffer_commit_empty',
+          );
           return;
         }
         const itemId = speech?.itemId ?? newId('item');
@@ -918,7 +955,10 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
         send({ type: 'input_audio_buffer.cleared' });
         return;
       default:
-        error(`Invalid value: '${String(msg.type)}'. Supported values are: 'session.update', 'input_audio_buffer.append', 'input_audio_buffer.commit' and 'input_audio_buffer.clear'.`, 'invalid_value');
+        error(
+          `Invalid value: '${String(msg.type)}'. Supported values are: 'session.update', 'input_audio_buffer.append', 'input_audio_buffer.commit' and 'input_audio_buffer.clear'.`,
+          'invalid_value',
+        );
     }
   });
 }

@@ -45,7 +45,8 @@ export function loadSpeech(): Record<string, SpeechClip> {
   const clips: Record<string, SpeechClip> = {};
   for (const [id, { text, file }] of Object.entries(manifest)) {
     const pcm = readWav(join(FIXTURES, file));
-    if (pcm.sampleRate !== MIC_RATE) throw new Error(`${file}: ${pcm.sampleRate} Hz, the harness plays ${MIC_RATE}`);
+    if (pcm.sampleRate !== MIC_RATE)
+      throw new Error(`${file}: ${pcm.sampleRate} Hz, the harness plays ${MIC_RATE}`);
     const s = pcm.samples;
     let first = 0;
     while (first < s.length && Math.abs(s[first]!) <= VOICED) first++;
@@ -93,15 +94,15 @@ export class Microphone extends voice.AudioInput {
    * when the last clip's voice has ended, with when that was (performance.now()).
    */
   play(clips: SpeechClip[], gapMs = 0): Promise<number> {
-    const at = (clip: SpeechClip, ms: number) => Math.round((ms / 1000) * MIC_RATE);
+    const at = (ms: number) => Math.round((ms / 1000) * MIC_RATE);
     let endSample = 0;
     clips.forEach((clip, i) => {
-      const from = i === 0 ? 0 : at(clip, clip.voicedStartMs);
-      const to = i === clips.length - 1 ? clip.pcm.samples.length : at(clip, clip.voicedEndMs);
-      if (i > 0) this.push(new Int16Array(at(clip, gapMs)));
+      const from = i === 0 ? 0 : at(clip.voicedStartMs);
+      const to = i === clips.length - 1 ? clip.pcm.samples.length : at(clip.voicedEndMs);
+      if (i > 0) this.push(new Int16Array(at(gapMs)));
       const start = this.position + this.queued;
       this.push(clip.pcm.samples.subarray(from, to));
-      endSample = start + at(clip, clip.voicedEndMs) - from;
+      endSample = start + at(clip.voicedEndMs) - from;
     });
     return new Promise((resolve) => this.watchers.push({ sample: endSample, resolve }));
   }
@@ -212,7 +213,9 @@ export class Speaker extends voice.AudioOutput {
  * worker registers, loaded the same way: by path, as the package exports it to no one) with the
  * on-device model of @livekit/local-inference.
  */
-export async function inProcessTurnDetectorExecutor(): Promise<NonNullable<inference.TurnDetectorOptions['executor']>> {
+export async function inProcessTurnDetectorExecutor(): Promise<
+  NonNullable<inference.TurnDetectorOptions['executor']>
+> {
   const entry = createRequire(import.meta.url).resolve('@livekit/agents');
   const runnerPath = join(entry, '..', 'inference', 'eot', 'runner.js');
   const mod = (await import(pathToFileURL(runnerPath).href)) as {
@@ -303,7 +306,8 @@ export class VoiceRig {
     });
     session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (ev) => {
       const item = ev.item;
-      if (item.type === 'message') this.items.push({ at: performance.now(), role: item.role, text: item.textContent ?? '' });
+      if (item.type === 'message')
+        this.items.push({ at: performance.now(), role: item.role, text: item.textContent ?? '' });
     });
     opts.openai.setTranscriber(({ audio }) => {
       const clip = this.expected.shift();
@@ -336,7 +340,9 @@ export class VoiceRig {
 
   private playing(): boolean {
     const last = this.speaker.segments.at(-1);
-    return last !== undefined && !last.interrupted && last.firstFrameAt + last.durationMs > performance.now() - 20;
+    return (
+      last !== undefined && !last.interrupted && last.firstFrameAt + last.durationMs > performance.now() - 20
+    );
   }
 
   /**
@@ -385,7 +391,10 @@ export class VoiceRig {
       firstAudioAt,
       speechEndToAudioMs: firstAudioAt - speechEndAt,
       finalToLlmMs: spoken && lastFinal ? spoken.at - lastFinal.at : undefined,
-      embeddingRequests: { beforeLlm: embeddings.filter((r) => beforeLlm(r.at)).length, total: embeddings.length },
+      embeddingRequests: {
+        beforeLlm: embeddings.filter((r) => beforeLlm(r.at)).length,
+        total: embeddings.length,
+      },
       eot: inTurn(this.eot).map(({ probability, threshold }) => ({ probability, threshold })),
       dbRequests: {
         beforeLlm: db.filter((r) => beforeLlm(r.at)).length,
