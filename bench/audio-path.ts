@@ -19,6 +19,7 @@ import {
   inProcessTurnDetectorExecutor,
   loadSpeech,
   type SpeechClip,
+  SpeechScript,
   type TurnRecord,
   VoiceRig,
 } from '../test/support/voice-harness.js';
@@ -90,6 +91,7 @@ export async function benchAudioPath(o: AudioPathOptions): Promise<void> {
       const turnDetector = (): inference.TurnDetector | 'vad' =>
         run.detector === 'vad' ? 'vad' : localTurnDetector(executor);
       const lookups: LookupEvent[] = [];
+      const script = new SpeechScript(openai);
       const prepared = await prepareSession(runtime, metadata, log, { observe: (ev) => lookups.push(ev) });
       const product = createAgentSession(config, prepared.plan, { vad, turnDetector: turnDetector() });
       prepared.attach(product);
@@ -103,12 +105,14 @@ export async function benchAudioPath(o: AudioPathOptions): Promise<void> {
             while (prepared.transcripts.stats.pending) await new Promise((r) => setTimeout(r, 5));
           },
           lookups,
+          script,
         }),
         bare: new VoiceRig({
           session: createAgentSession(config, prepared.plan, { vad, turnDetector: turnDetector() }),
           agent: new voice.Agent({ instructions: prepared.plan.sidekick.instructions }),
           openai,
           dbRequests: () => stack.pool.gateway.requests,
+          script,
         }),
       };
       await rigs.product.start({ greeting: true });

@@ -253,6 +253,33 @@ export interface TurnRecord {
   eot: Array<{ probability: number; threshold: number }>;
 }
 
+/**
+ * What the loopback STT is expected to hear next, in order, for every rig on one loopback server
+ * (turns are spoken one at a time): it answers each segment with the next clip's text, and refuses
+ * a segment far shorter than that clip (the segmentation went wrong).
+ */
+export class SpeechScript {
+  private readonly expected: SpeechClip[] = [];
+  readonly heard: string[] = [];
+
+  constructor(openai: OpenAIServer) {
+    openai.setTranscriber(({ audio }) => {
+      const clip = this.expected.shift();
+      if (!clip) throw new Error('the loopback STT heard speech nobody played');
+      const heardMs = (audio.samples.length / audio.sampleRate) * 1000;
+      if (heardMs < (clip.voicedEndMs - clip.voicedStartMs) * 0.6) {
+        throw new Error(`the STT segment (${heardMs.toFixed(0)} ms) is much shorter than "${clip.text}"`);
+      }
+      this.heard.push(clip.text);
+      return clip.text;
+    });
+  }
+
+  expect(clips: SpeechClip[]): void {
+    this.expected.push(...clips);
+  }
+}
+
 export interface VoiceRigOptions {
   session: voice.AgentSession;
   agent: voice.Agent;
@@ -263,6 +290,8 @@ export interface VoiceRigOptions {
   settle?: () => Promise<void>;
   /** Where the sidekick's lookup events go (its `observe`), so turns can show them. */
   lookups?: LookupEvent[];
+  /** Shared by the rigs of one loopback server; default: one of its own. */
+  script?: SpeechScript;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -285,9 +314,7 @@ export class VoiceRig {
   private readonly items: Array<{ at: number; role: string; text: string }> = [];
   private readonly eot: Array<{ at: number; probability: number; threshold: number }> = [];
   private agentState = 'initializing';
-  /** What the loopback STT is expected to hear next, in order. */
-  private readonly expected: SpeechClip[] = [];
-  readonly heard: string[] = [];
+  readonly script: SpeechScript;
 
   constructor(private readonly opts: VoiceRigOptions) {
     const { session } = opts;
@@ -309,16 +336,12 @@ export class VoiceRig {
       if (item.type === 'message')
         this.items.push({ at: performance.now(), role: item.role, text: item.textContent ?? '' });
     });
-    opts.openai.setTranscriber(({ audio }) => {
-      const clip = this.expected.shift();
-      if (!clip) throw new Error('the loopback STT heard speech nobody played');
-      const heardMs = (audio.samples.length / audio.sampleRate) * 1000;
-      if (heardMs < (clip.voicedEndMs - clip.voicedStartMs) * 0.6) {
-        throw new Error(`the STT segment (${heardMs.toFixed(0)} ms) is much shorter than "${clip.text}"`);
-      }
-      this.heard.push(clip.text);
-      return clip.text;
-    });
+    this.script = opts.script ?? new SpeechScript(opts.openai);
+  }
+
+  /** What the loopback STT heard, in order. */
+  get heard(): string[] {
+    return this.script.heard;
   }
 
   /** Starts the session on the rig's microphone and speaker, and waits out the greeting when there is one. */
@@ -356,7 +379,7 @@ export class VoiceRig {
     const audioBefore = this.speaker.segments.length;
     const itemsBefore = this.items.length;
     const lookupsBefore = this.lookups.length;
-    this.expected.push(...clips);
+    this.script.expect(clips);
     const speechEndAt = await this.mic.play(clips, gapMs);
     await until(() => this.speaker.segments.length > audioBefore, timeoutMs, 'the reply audio');
     await until(
