@@ -237,6 +237,8 @@ export interface TurnRecord {
   finals: Array<{ at: number; text: string }>;
   /** The user turn committed (its message added to the conversation). */
   committedAt: number | undefined;
+  /** User turns the session made of the speech (1 unless the end of turn came between segments). */
+  userTurns: number;
   lookups: LookupEvent[];
   /** Every LLM request of the turn; the last one is the reply that was spoken. */
   llmRequests: RecordedRequest[];
@@ -406,7 +408,8 @@ export class VoiceRig {
       vadEndAt: this.userStates.find((s) => s.at >= speechEndAt && s.state === 'listening')?.at,
       interims: transcripts.filter((t) => !t.final).map(({ at, text }) => ({ at, text })),
       finals,
-      committedAt: this.items.slice(itemsBefore).find((i) => i.role === 'user')?.at,
+      committedAt: this.items.slice(itemsBefore).findLast((i) => i.role === 'user')?.at,
+      userTurns: this.items.slice(itemsBefore).filter((i) => i.role === 'user').length,
       lookups: this.lookups.slice(lookupsBefore),
       llmRequests,
       llmRequestAt: spoken?.at,
