@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { VADEventType } from '@livekit/agents';
+import * as silero from '@livekit/agents-plugin-silero';
+import { AudioFrame } from '@livekit/rtc-node';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HashingEmbedder } from '../../src/context/hashing-embedder.js';
 import { type Pcm, parseWav, wavBytes } from './wav.js';
@@ -727,17 +730,14 @@ const DEFAULT_TURN_DETECTION: TurnDetection = {
   silence_duration_ms: 500,
 };
 
-/** Server VAD looks at the audio in 10 ms windows. */
-const VAD_WINDOW = REALTIME_RATE / 100;
-
 const newId = (prefix: string) => `${prefix}_${randomBytes(8).toString('hex')}`;
 
 /**
  * One realtime transcription session, as the API runs it: `session.update` configures it;
- * `input_audio_buffer.append` brings 24 kHz 16-bit mono audio; with server VAD (the default) an
- * energy detector finds speech (`speech_started`), ends it after `silence_duration_ms` of silence
- * (`speech_stopped`) and commits the segment; without it (`turn_detection: null`) the client sends
- * `input_audio_buffer.commit`. Each committed segment is transcribed: word deltas, then
+ * `input_audio_buffer.append` brings 24 kHz 16-bit mono audio; with server VAD (the default) a
+ * neural voice activity detector (Silero, as the worker's own) finds speech (`speech_started`),
+ * ends it after `silence_duration_ms` without it (`speech_stopped`) and commits the segment; without
+ * server VAD (`turn_detection: null`) the client sends `input_audio_buffer.commit`. Each committed segment is transcribed: word deltas, then
  * `completed` at the configured latency after the commit.
  */
 function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
@@ -766,7 +766,6 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
   let pendingSamples = 0;
   let pendingStart = 0;
   let position = 0;
-  let speech: { itemId: string; startSample: number; silence: number } | undefined;
   let previousItem: string | null = null;
   const ms = (samples: number) => Math.round((samples / REALTIME_RATE) * 1000);
 
@@ -798,13 +797,13 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
     return out;
   };
 
-  const commit = (itemId: string, audio: Int16Array) => {
+  const commit = (itemId: string, audio: Pcm) => {
     send({ type: 'input_audio_buffer.committed', previous_item_id: previousItem, item_id: itemId });
     previousItem = itemId;
     const committedAt = performance.now();
     deps.log({ type: 'committed', itemId, at: committedAt });
     const latency = deps.latencyMs();
-    Promise.resolve(deps.transcribe({ sampleRate: REALTIME_RATE, samples: audio }))
+    Promise.resolve(deps.transcribe(audio))
       .then((text) => {
         const words = text.match(/\S+\s*/g) ?? [];
         const wait = (t: number) => Math.max(0, committedAt + t - performance.now());
@@ -821,7 +820,7 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
         });
         at(wait(latency), () => {
           const tokens = Math.max(1, Math.ceil(text.length / 4));
-          const audioTokens = Math.ceil(ms(audio.length) / 100);
+          const audioTokens = Math.ceil((audio.samples.length / audio.sampleRate) * 10);
           send({
             type: 'conversation.item.input_audio_transcription.completed',
             item_id: itemId,
@@ -848,44 +847,58 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
       });
   };
 
-  /** Server VAD over newly appended audio, window by window. */
-  const detect = (chunk: Int16Array, chunkStart: number, vad: TurnDetection) => {
-    const level = 32768 * 10 ** ((-60 + 40 * vad.threshold) / 20);
-    const prefix = (vad.prefix_padding_ms / 1000) * REALTIME_RATE;
-    const silenceLimit = (vad.silence_duration_ms / 1000) * REALTIME_RATE;
-    for (let w = 0; w + VAD_WINDOW <= chunk.length; w += VAD_WINDOW) {
-      let sum = 0;
-      for (let i = w; i < w + VAD_WINDOW; i++) sum += chunk[i]! * chunk[i]!;
-      const voiced = Math.sqrt(sum / VAD_WINDOW) > level;
-      const windowStart = chunkStart + w;
-      if (!speech) {
-        if (!voiced) continue;
-        const startSample = Math.max(pendingStart, windowStart - prefix);
-        speech = { itemId: newId('item'), startSample, silence: 0 };
-        send({
-          type: 'input_audio_buffer.speech_started',
-          audio_start_ms: ms(startSample),
-          item_id: speech.itemId,
+  /** Server VAD: Silero with the session's settings, fed the appended audio in order. */
+  let vad: { push(chunk: Int16Array): void; close(): void } | undefined;
+  const startVad = (td: TurnDetection) => {
+    vad?.close();
+    const loading = silero.VAD.load({
+      activationThreshold: td.threshold,
+      prefixPaddingDuration: td.prefix_padding_ms,
+      minSilenceDuration: td.silence_duration_ms,
+    });
+    let stream: ReturnType<Awaited<typeof loading>['stream']> | undefined;
+    let closed = false;
+    let queue = loading.then((v) => {
+      const events = v.stream();
+      stream = events;
+      void (async () => {
+        let itemId = '';
+        for await (const ev of events) {
+          if (ev.type === VADEventType.START_OF_SPEECH) {
+            itemId = newId('item');
+            const startMs = Math.max(0, ms(position) - ev.speechDuration - td.prefix_padding_ms);
+            send({ type: 'input_audio_buffer.speech_started', audio_start_ms: startMs, item_id: itemId });
+            deps.log({ type: 'speech_started', itemId, at: performance.now(), audioMs: startMs });
+          } else if (ev.type === VADEventType.END_OF_SPEECH && itemId) {
+            send({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: ms(position), item_id: itemId });
+            deps.log({ type: 'speech_stopped', itemId, at: performance.now(), audioMs: ms(position) });
+            const rate = ev.frames[0]?.sampleRate ?? REALTIME_RATE;
+            const samples = new Int16Array(ev.frames.reduce((n, f) => n + f.samplesPerChannel, 0));
+            let o = 0;
+            for (const f of ev.frames) {
+              samples.set(f.data.subarray(0, f.samplesPerChannel), o);
+              o += f.samplesPerChannel;
+            }
+            take(position); // the segment is committed: the buffer starts anew
+            commit(itemId, { sampleRate: rate, samples });
+            itemId = '';
+          }
+        }
+      })();
+    });
+    vad = {
+      push(chunk) {
+        queue = queue.then(() => {
+          if (!closed) stream?.pushFrame(new AudioFrame(chunk, REALTIME_RATE, 1, chunk.length));
         });
-        deps.log({
-          type: 'speech_started',
-          itemId: speech.itemId,
-          at: performance.now(),
-          audioMs: ms(startSample),
-        });
-        continue;
-      }
-      speech.silence = voiced ? 0 : speech.silence + VAD_WINDOW;
-      if (speech.silence >= silenceLimit) {
-        const end = windowStart + VAD_WINDOW;
-        const { itemId, startSample } = speech;
-        speech = undefined;
-        send({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: ms(end), item_id: itemId });
-        deps.log({ type: 'speech_stopped', itemId, at: performance.now(), audioMs: ms(end) });
-        commit(itemId, take(startSample).subarray(0, end - startSample));
-      }
-    }
+      },
+      close() {
+        closed = true;
+        void queue.then(() => stream?.close());
+      },
+    };
   };
+  ws.on('close', () => vad?.close());
 
   send({ type: 'session.created', session: sessionBody() });
   ws.on('message', (data, isBinary) => {
@@ -903,6 +916,8 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
         if ('turn_detection' in input) {
           const td = input.turn_detection as Partial<TurnDetection> | null;
           turnDetection = td === null ? null : { ...DEFAULT_TURN_DETECTION, ...td, type: 'server_vad' };
+          if (turnDetection) startVad(turnDetection);
+          else vad?.close();
         }
         const t = input.transcription as { model?: unknown } | undefined;
         if (typeof t?.model === 'string') model = t.model;
@@ -917,21 +932,19 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
         const bytes = Buffer.from(msg.audio, 'base64');
         const chunk = new Int16Array(Math.floor(bytes.length / 2));
         for (let i = 0; i < chunk.length; i++) chunk[i] = bytes.readInt16LE(i * 2);
-        const chunkStart = position;
         pending.push(chunk);
         pendingSamples += chunk.length;
         position += chunk.length;
         if (turnDetection) {
-          detect(chunk, chunkStart, turnDetection);
-          if (!speech) {
-            // Between utterances only the prefix padding is worth keeping.
-            const keep = Math.ceil((turnDetection.prefix_padding_ms / 1000) * REALTIME_RATE);
-            if (pendingSamples > keep * 2) {
-              const tail = take(position - keep).slice();
-              pending = [tail];
-              pendingSamples = tail.length;
-              pendingStart = position - tail.length;
-            }
+          if (!vad) startVad(turnDetection);
+          vad!.push(chunk);
+          // The VAD keeps the segment's audio; the buffer only holds what a manual commit would take.
+          const keep = Math.ceil((turnDetection.prefix_padding_ms / 1000) * REALTIME_RATE);
+          if (pendingSamples > keep * 4) {
+            const tail = take(position - keep).slice();
+            pending = [tail];
+            pendingSamples = tail.length;
+            pendingStart = position - tail.length;
           }
         }
         return;
@@ -944,14 +957,11 @@ function realtimeTranscription(ws: WebSocket, deps: RealtimeDeps): void {
           );
           return;
         }
-        const itemId = speech?.itemId ?? newId('item');
-        speech = undefined;
-        commit(itemId, take(pendingStart));
+        commit(newId('item'), { sampleRate: REALTIME_RATE, samples: take(pendingStart).slice() });
         return;
       }
       case 'input_audio_buffer.clear':
         take(position);
-        speech = undefined;
         send({ type: 'input_audio_buffer.cleared' });
         return;
       default:
