@@ -11,9 +11,9 @@ import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { chatCommand } from './commands/chat.js';
 import { clientCommands } from './commands/clients.js';
+import { type CliIo, CommandContext } from './commands/shared.js';
 import { docsCommands } from './commands/docs.js';
 import { EXIT_CODES_HELP, exitCodeFor } from './commands/exit-codes.js';
-import { type CliIo, CommandContext } from './commands/shared.js';
 import { ConfigError } from './config.js';
 
 export type { CliIo };

@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../src/commands/exit-codes.js';
+import type { RetryPolicy } from '../src/ops/requests.js';
 import { NoPoolCapacityError, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
@@ -11,7 +12,6 @@ import { ManagementApiError, ManagementApiProvisioner } from '../src/ops/managem
 import { PlatformAdmin, PoolAdmins } from '../src/ops/platform.js';
 import { provisionClient } from '../src/ops/provision.js';
 import { type DedicatedProvisioner, projectNameFor } from '../src/ops/provisioner.js';
-import type { RetryPolicy } from '../src/ops/requests.js';
 import { migrationFiles } from '../src/stack/sql.js';
 import type { LocalStack } from '../src/stack/stack.js';
 import { asClientId } from '../src/tenancy/types.js';

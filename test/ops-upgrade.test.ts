@@ -4,12 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vectorLiteral } from '../src/context/embeddings.js';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { TranscriptStore } from '../src/context/transcripts.js';
+import type { RetryPolicy } from '../src/ops/requests.js';
 import { DatabaseApiError, InjectedFailure, OpsError, UsageError } from '../src/ops/errors.js';
 import { ExistingProjectProvisioner } from '../src/ops/existing-project.js';
 import { LocalStackProvisioner } from '../src/ops/local-provisioner.js';
 import { PlatformAdmin, PoolAdmins } from '../src/ops/platform.js';
 import { provisionClient } from '../src/ops/provision.js';
-import type { RetryPolicy } from '../src/ops/requests.js';
 import {
   abortUpgrade,
   cleanupClient,

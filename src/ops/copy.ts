@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { SupabaseClient } from '../tenancy/supabase.js';
 import type { TenantTable } from '../tenancy/tenant-query.js';
-import { UsageError, VerificationError } from './errors.js';
 import { type RetryPolicy, request } from './requests.js';
+import { UsageError, VerificationError } from './errors.js';
 import { COPY_ORDER, countRows, MAX_PAGE_SIZE, pages, type Row, rows, tableKeyset } from './tables.js';
 
 /**

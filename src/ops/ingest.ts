@@ -7,8 +7,8 @@ import type { ClientConnection } from '../tenancy/connections.js';
 import { describeRef, findSidekick, sidekickRef } from '../tenancy/sidekicks.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, type ClientId } from '../tenancy/types.js';
-import { LimitError, must, OpsError, UsageError } from './errors.js';
 import type { OpsBase } from './requests.js';
+import { LimitError, must, OpsError, UsageError } from './errors.js';
 import { MAX_PAGE_SIZE, rows } from './tables.js';
 
 export interface IngestDeps extends OpsBase {

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import pRetry, { AbortError } from 'p-retry';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './requests.js';
 import { OpsError } from './errors.js';
 import type { DedicatedProvisioner, ProjectHandle, ProjectKeys } from './provisioner.js';
-import { type Clock, DEFAULT_RETRY, type RetryPolicy, systemClock } from './requests.js';
 
 export const MANAGEMENT_API_URL = 'https://api.supabase.com';
 

@@ -7,8 +7,8 @@ import {
   poolRowSchema,
 } from '../tenancy/platform-rows.js';
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
-import { dbError, NoPoolCapacityError, OpsError } from './errors.js';
 import { DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
+import { dbError, NoPoolCapacityError, OpsError } from './errors.js';
 
 export type { ClientRow, PoolRow };
 

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { TIER_FEATURES, TIER_HOSTING } from '../tenancy/tiers.js';
 import { isUuid, type Tier } from '../tenancy/types.js';
+import { type Clock, type OpsBase, request, systemClock } from './requests.js';
 import { ensureDedicatedProject } from './dedicated.js';
 import { UsageError } from './errors.js';
 import type { ClientRow, PlatformAdmin, PoolAdmins } from './platform.js';
 import type { DedicatedProvisioner } from './provisioner.js';
-import { type Clock, type OpsBase, request, systemClock } from './requests.js';
 
 export interface ProvisionDeps extends OpsBase {
   platform: PlatformAdmin;

@@ -1,8 +1,8 @@
 import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
 import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
+import type { OpsBase } from './requests.js';
 import { projectOf } from './dedicated.js';
 import type { PlatformAdmin, PoolAdmins } from './platform.js';
-import type { OpsBase } from './requests.js';
 import { countRows } from './tables.js';
 
 export interface ClientDescription {

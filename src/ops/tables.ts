@@ -1,7 +1,7 @@
 import type { SupabaseClient } from '../tenancy/supabase.js';
 import { TENANT_TABLES, type TenantTable } from '../tenancy/tenant-query.js';
-import { UsageError } from './errors.js';
 import { type ApiResult, DEFAULT_RETRY, type RetryPolicy, request } from './requests.js';
+import { UsageError } from './errors.js';
 
 export type Row = Record<string, unknown>;
 

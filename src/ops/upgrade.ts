@@ -4,6 +4,14 @@ import { createSupabase, type SupabaseClient } from '../tenancy/supabase.js';
 import type { TenantTable } from '../tenancy/tenant-query.js';
 import { DEDICATED_TIERS, type DedicatedTier, TIER_FEATURES } from '../tenancy/tiers.js';
 import {
+  type Clock,
+  DEFAULT_RETRY,
+  type OpsBase,
+  type RetryPolicy,
+  request,
+  systemClock,
+} from './requests.js';
+import {
   assertEmpty,
   type CopyEnds,
   type CopyProgress,
@@ -16,14 +24,6 @@ import { ensureDedicatedProject, projectOf } from './dedicated.js';
 import { InjectedFailure, OpsError, UsageError } from './errors.js';
 import type { ClientPatch, ClientRow, PlatformAdmin, PoolAdmins } from './platform.js';
 import { type DedicatedProvisioner, vectorIndexes } from './provisioner.js';
-import {
-  type Clock,
-  DEFAULT_RETRY,
-  type OpsBase,
-  type RetryPolicy,
-  request,
-  systemClock,
-} from './requests.js';
 import { checkPageSize, DELETE_ORDER, MAX_PAGE_SIZE, readPage, tableKeyset } from './tables.js';
 
 export type { CopyProgress } from './copy.js';
