@@ -258,7 +258,7 @@ export interface TurnRecord {
 /**
  * What the loopback STT is expected to hear next, in order, for every rig on one loopback server
  * (turns are spoken one at a time): it answers each segment with the next clip's text, and refuses
- * a segment far shorter than that clip (the segmentation went wrong).
+ * a segment far shorter or longer than that clip (the segmentation went wrong).
  */
 export class SpeechScript {
   private readonly expected: SpeechClip[] = [];
@@ -269,8 +269,13 @@ export class SpeechScript {
       const clip = this.expected.shift();
       if (!clip) throw new Error('the loopback STT heard speech nobody played');
       const heardMs = (audio.samples.length / audio.sampleRate) * 1000;
-      if (heardMs < (clip.voicedEndMs - clip.voicedStartMs) * 0.6) {
+      const voicedMs = clip.voicedEndMs - clip.voicedStartMs;
+      if (heardMs < voicedMs * 0.6) {
         throw new Error(`the STT segment (${heardMs.toFixed(0)} ms) is much shorter than "${clip.text}"`);
+      }
+      // The segment is the voice with the VAD's padding around it; much more is two clips in one.
+      if (heardMs > voicedMs + 1200) {
+        throw new Error(`the STT segment (${heardMs.toFixed(0)} ms) holds more than "${clip.text}"`);
       }
       this.heard.push(clip.text);
       return clip.text;
