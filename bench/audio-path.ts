@@ -135,9 +135,9 @@ export async function benchAudioPath(o: AudioPathOptions): Promise<void> {
         const n = shape === '1 segment' ? o.turns : Math.max(2, Math.ceil(o.turns / 3));
         for (let i = 0; i < n; i++) {
           const turn = turnsOf[shape][i % turnsOf[shape].length]!;
-          // 400 ms between voices: past the STT's silence window (350 ms), within the VAD's (550 ms).
+          // 450 ms between voices: past the STT's silence window (350 ms), within the VAD's (550 ms).
           for (const who of i % 2 ? (['bare', 'product'] as const) : (['product', 'bare'] as const)) {
-            records[who][shape].push(await rigs[who].turn(turn, 400));
+            records[who][shape].push(await rigs[who].turn(turn, 450));
           }
         }
       }
