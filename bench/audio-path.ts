@@ -187,8 +187,21 @@ function report(
       `      time the product adds before the LLM request (final transcript → LLM request, product ${ms(waitP)} − bare ${ms(waitB)}): ${ms(added)} = ${(added / lookupMs).toFixed(2)}x the lookup's own ${ms(lookupMs)}; ${llmCritical ? 'on the critical path (the turn is committed before the first token)' : 'off the critical path (the turn is committed after the first token)'}`,
     );
     const userTurns = mean(p.map((r) => r.userTurns));
+    // Lookups in flight at once, from the sidekick's events (a started one ends as done or cancelled).
+    const inFlight = Math.max(
+      0,
+      ...p.map((r) => {
+        let n = 0;
+        let most = 0;
+        for (const l of r.lookups) {
+          if (l.type === 'started') most = Math.max(most, ++n);
+          else if (l.type === 'done' || l.type === 'cancelled') n = Math.max(0, n - 1);
+        }
+        return most;
+      }),
+    );
     out(
-      `      last final transcript at ${ms(lastFinal)}, turn committed at ${ms(commit)}${userTurns > 1 ? ` (the VAD cut it into ${userTurns.toFixed(1)} user turns)` : ''}; lookups started per turn ${mean(p.map((r) => r.lookups.filter((l) => l.type === 'started').length)).toFixed(1)}, in flight at once ≤ 1; LLM requests per turn product ${mean(p.map((r) => r.llmRequests.length)).toFixed(1)}, bare ${mean(b.map((r) => r.llmRequests.length)).toFixed(1)}`,
+      `      last final transcript at ${ms(lastFinal)}, turn committed at ${ms(commit)}${userTurns > 1 ? ` (the VAD cut it into ${userTurns.toFixed(1)} user turns)` : ''}; lookups started per turn ${mean(p.map((r) => r.lookups.filter((l) => l.type === 'started').length)).toFixed(1)}, at most ${inFlight} in flight at once; LLM requests per turn product ${mean(p.map((r) => r.llmRequests.length)).toFixed(1)}, bare ${mean(b.map((r) => r.llmRequests.length)).toFixed(1)}`,
     );
     out(
       `      per turn: embedding requests ${mean(p.map((r) => r.embeddingRequests.beforeLlm)).toFixed(1)} before the LLM request, ${mean(p.map((r) => r.embeddingRequests.total)).toFixed(1)} in all; database round trips ${mean(p.map((r) => r.dbRequests.beforeLlm)).toFixed(1)} before the LLM request, ${mean(p.map((r) => r.dbRequests.total)).toFixed(1)} in all, ${mean(p.map((r) => r.dbRequests.writes)).toFixed(1)} writes${run.detector === 'eot' ? `; end-of-turn probability p50 ${p50(p.flatMap((r) => r.eot.map((e) => e.probability))).toFixed(3)} (threshold ${p.flatMap((r) => r.eot)[0]?.threshold.toFixed(3) ?? '?'})` : ''}`,
