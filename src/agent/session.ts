@@ -10,6 +10,7 @@ import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
 import { prepareSessionTools, toolTurn } from './tools/session-tools.js';
+import type { LookupEvent } from './turn-lookup.js';
 import type { FrameSource } from './video.js';
 
 /** One session, planned and wired, ready to be started in a room, a terminal or a test. */
@@ -22,8 +23,8 @@ export interface PreparedSession {
   transcripts: TranscriptStore;
   /** True when the client's database could not be read: the sidekick talks on what was cached. */
   degraded: boolean;
-  /** Hooks the session's events: every user and assistant turn to the transcript store, and each
-   * final user transcript to the context prefetch. */
+  /** Hooks the session's events: every user and assistant turn to the transcript store (the user's
+   * with the vector its lookup made), and the user's transcripts to the turn's lookups. */
   attach(session: voice.AgentSession): void;
   /**
    * Flushes transcripts (retrying for the grace period; what is left goes to the spool), queues the
@@ -42,7 +43,7 @@ export async function prepareSession(
   runtime: WorkerRuntime,
   metadata: JobMetadata,
   log: Logger,
-  opts: { video?: FrameSource; sessionId?: string } = {},
+  opts: { video?: FrameSource; sessionId?: string; observe?: (ev: LookupEvent) => void } = {},
 ): Promise<PreparedSession> {
   const startedAt = new Date();
   const { config, connections } = runtime;
@@ -128,6 +129,7 @@ export async function prepareSession(
     conversationId,
     overview,
     video: plan.video.enabled ? opts.video : undefined,
+    observe: opts.observe,
     log,
   });
 
@@ -147,10 +149,18 @@ export async function prepareSession(
         const item = ev.item;
         if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
         const text = item.textContent?.trim();
-        if (text) transcripts.add({ role: item.role, content: text, metadata: { livekit_item_id: item.id } });
+        if (item.role === 'user') agent.lookups.endTurn();
+        if (!text) return;
+        transcripts.add({
+          role: item.role,
+          content: text,
+          metadata: { livekit_item_id: item.id },
+          embedding: item.role === 'user' ? agent.lookups.embeddingFor(text) : undefined,
+        });
       });
       session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
-        if (ev.isFinal) agent.prefetch(ev.transcript);
+        if (ev.isFinal) agent.lookups.final(ev.transcript);
+        else agent.lookups.interim(ev.transcript);
       });
     },
     close() {
