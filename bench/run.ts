@@ -2,6 +2,7 @@
  * `npm run bench`: speed and memory of the per-turn and per-job paths, measured in one run and
  * printed as ratios and counts (these machines are shared and noisy: compare within a run).
  *   npm run bench -- --clients 100 --docs 50 --chunks 20 --turns 200
+ *   npm run bench -- --sections audio,start       (only the audio path and the cold session start)
  *   STACK_POSTGRES_URL=postgres://... npm run bench      (the same on a real PostgreSQL server)
  */
 import { spawnSync } from 'node:child_process';
@@ -15,6 +16,8 @@ import { type LocalProject, startProject } from '../src/stack/project.js';
 import { startStack } from '../src/stack/stack.js';
 import { ClientConnectionManager } from '../src/tenancy/connections.js';
 import { asClientId } from '../src/tenancy/types.js';
+import { benchAudioPath } from './audio-path.js';
+import { benchColdStart } from './cold-start.js';
 import { BENCH_USER, clientIdOf, loadTenants, type Shape, summarize } from './data.js';
 import { describeStart, measureStart } from './start.js';
 
@@ -26,10 +29,15 @@ const opts = new Command('bench')
   .option('--transcripts <n>', 'past transcript turns per client', '40')
   .option('--turns <n>', 'turns measured per target', '200')
   .option(
-    '--eot-ms <n>',
-    "end-of-turn delay the lookup overlaps (LiveKit's default min endpointing delay)",
-    '500',
+    '--sections <list>',
+    'what to measure: audio, retrieval, start, memory',
+    'audio,retrieval,start,memory',
   )
+  .option('--audio-turns <n>', 'single-segment turns per audio-path configuration', '6')
+  .option('--ttft <list>', 'LLM times to first token for the audio path, ms', '300,600,1000')
+  .option('--stt-ms <n>', 'loopback STT: end of a segment to its final transcript, ms', '300')
+  .option('--tts-ms <n>', 'loopback TTS: time to first byte, ms', '150')
+  .option('--jobs <n>', 'fresh job processes per kind for the cold session start', '8')
   .option('--postgres-url <url>', 'real PostgreSQL server (default: STACK_POSTGRES_URL, else PGlite)')
   .parse()
   .opts<Record<string, string>>();
@@ -47,9 +55,27 @@ const fmt = (ms: number) => `${ms.toFixed(1)} ms`;
 const out = (line = '') => console.log(line);
 
 const t0 = performance.now();
+const sections = new Set(String(opts.sections).split(','));
+out(`# backend: ${serverUrl ? 'real PostgreSQL server' : 'PGlite'}`);
+if (sections.has('audio')) {
+  await benchAudioPath({
+    serverUrl,
+    ttfts: String(opts.ttft).split(',').map(Number),
+    turns: num('audioTurns'),
+    sttMs: num('sttMs'),
+    ttsMs: num('ttsMs'),
+    out,
+  });
+}
+if (sections.has('start')) await benchColdStart({ serverUrl, jobs: num('jobs'), out });
+if (!sections.has('retrieval') && !sections.has('memory')) {
+  out(`# total bench time ${fmt(performance.now() - t0)}`);
+  process.exit(0);
+}
 const stack = await startStack({ serverUrl });
 const small = await startProject({ name: 'small-pool', kind: 'shared_pool', serverUrl });
-out(`# backend: ${serverUrl ? 'real PostgreSQL server' : 'PGlite'}; stack up in ${fmt(stack.startupMs)}`);
+out();
+out(`# retrieval bench stack up in ${fmt(stack.startupMs)}`);
 
 async function registerPool(project: LocalProject, name: string): Promise<string> {
   const [row] = await stack.platform.sql.query<{ id: string }>(
@@ -138,7 +164,7 @@ const rLarge = await measureRetrieval(largeIds, stack.pool.gateway);
 const rSmall = await measureRetrieval(smallIds, small.gateway);
 const rDedicated = await measureRetrieval([dedicatedId], stack.dedicated.gateway);
 out();
-out(`context retrieval per turn (${num('turns')} turns each; documents + recall in parallel)`);
+out(`context retrieval per turn (${num('turns')} turns each; documents + recall in one round trip)`);
 out(`  shared pool, ${large} clients:  p50 ${fmt(rLarge.p50)}  p95 ${fmt(rLarge.p95)}`);
 out(`  shared pool, ${smallN} clients:   p50 ${fmt(rSmall.p50)}  p95 ${fmt(rSmall.p95)}`);
 out(`  dedicated project:        p50 ${fmt(rDedicated.p50)}  p95 ${fmt(rDedicated.p95)}`);
@@ -146,11 +172,6 @@ out(`  ratio shared/dedicated (p50): ${(rLarge.p50 / rDedicated.p50).toFixed(2)}
 out(`  ratio large/small pool (p50): ${(rLarge.p50 / rSmall.p50).toFixed(2)}`);
 out(
   `  database round trips per turn (counted at the gateway): shared ${rLarge.roundTripsPerTurn}, dedicated ${rDedicated.roundTripsPerTurn}`,
-);
-const eot = num('eotMs');
-const added = (p: number) => Math.max(0, p - eot);
-out(
-  `  added to the turn's critical path (lookup starts at the final transcript and overlaps the ${eot} ms end-of-turn delay): p50 ${fmt(added(rLarge.p50))}, p95 ${fmt(added(rLarge.p95))}`,
 );
 
 // ---- session preparation ---------------------------------------------------------------------

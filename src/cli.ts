@@ -6,6 +6,7 @@
  * logs go to stderr. The exit codes are src/commands/exit-codes.ts's.
  */
 
+import './require-node.js';
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';

@@ -516,3 +516,28 @@ describe('sidekick chat (terminal, no LiveKit)', () => {
     expect(sent).toContain('Road bike tyres run at 80 to 100 psi');
   });
 });
+
+describe('a job process: prewarm, then its one session', () => {
+  it('prewarm sets up the pools before the job; the session start is then one platform and one client-database round trip', async () => {
+    const { prewarmRuntime } = await import('../src/agent/runtime.js');
+    const fresh = createRuntime(config, log);
+    for (const p of [stack.platform, stack.pool, stack.dedicated]) p.gateway.reset();
+    await prewarmRuntime(fresh);
+    // The pools (one request) and the lookup of an unknown client; one session start for no client per pool.
+    expect(stack.platform.gateway.requests.map((r) => r.path.split('?')[0]).sort()).toEqual([
+      '/clients',
+      '/shared_pool_config',
+    ]);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/begin_session']);
+    expect(stack.pool.gateway.requests[0]!.bearerClientId).toBe('00000000-0000-0000-0000-000000000000');
+    expect(stack.dedicated.gateway.count).toBe(0);
+
+    for (const p of [stack.platform, stack.pool, stack.dedicated]) p.gateway.reset();
+    const prepared = await prepareSession(fresh, metadata(A()), log);
+    expect(stack.platform.gateway.count).toBe(1);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/begin_session']);
+    expect(prepared.degraded).toBe(false);
+    expect(prepared.agent.instructions).toContain('2019 Trek Domane');
+    await prepared.close();
+  });
+});

@@ -149,7 +149,7 @@ describe('retrieval (RAG) returns the client’s own passages', () => {
     expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
     expect(ctx.documentTitles).toContain('Travel policy');
     expect(ctx.text).toContain('180 euros per night');
-    expect(stack.dedicated.gateway.count).toBe(2);
+    expect(stack.dedicated.gateway.requests.map((r) => r.path)).toEqual(['/rpc/turn_context']);
     expect(stack.pool.gateway.count).toBe(0);
   });
 });
@@ -233,12 +233,13 @@ describe('the user overview', () => {
     stack.pool.gateway.reset();
     const anonymous = await contextFor(dbA).retrieve(turn(acme, 'tyre pressure', { userId: undefined }));
     expect(anonymous.outcomes).toEqual({ documents: 'ok', recall: 'skipped' });
-    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/match_documents']);
+    expect(anonymous.recall).toEqual([]);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/turn_context']);
   });
 });
 
 describe('cost of one turn', () => {
-  it('one embedding request and exactly 2 database round trips (documents, recall) per retrieve()', async () => {
+  it('one embedding request and exactly 1 database round trip (documents and recall together) per retrieve()', async () => {
     const cm = contextFor(dbA);
     const queries = [
       'what tyre pressure for my road bike?',
@@ -251,10 +252,11 @@ describe('cost of one turn', () => {
       const ctx = await cm.retrieve(turn(acme, q));
       expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
       expect(openai.embeddingRequests()).toHaveLength(i + 1);
-      expect(stack.pool.gateway.count).toBe(2 * (i + 1));
+      expect(stack.pool.gateway.count).toBe(i + 1);
+      // The vector comes back with the context, for the transcript store to keep.
+      expect(ctx.embedding).toEqual(new HashingEmbedder().embedOne(q));
     }
-    const paths = stack.pool.gateway.requests.slice(0, 2).map((r) => r.path);
-    expect(paths.sort()).toEqual(['/rpc/match_conversation_transcripts_secure', '/rpc/match_documents']);
+    expect(new Set(stack.pool.gateway.requests.map((r) => r.path))).toEqual(new Set(['/rpc/turn_context']));
     // The one embedding carries the turn's text, once.
     expect(openai.embeddingRequests()[0]!.body.input).toEqual(['what tyre pressure for my road bike?']);
     // Every round trip carried A's tenant token, never the service key; nothing reached the platform.
@@ -264,17 +266,48 @@ describe('cost of one turn', () => {
     expect(stack.platform.gateway.count).toBe(0);
   });
 
-  it('RAG off: no match_documents call, one round trip', async () => {
+  it('RAG off: no documents asked for, one round trip', async () => {
     const ctx = await contextFor(dbA, { settings: { ragEnabled: false } }).retrieve(
       turn(acme, 'what tyre pressure for my road bike?'),
     );
     expect(ctx.outcomes).toEqual({ documents: 'skipped', recall: 'ok' });
     expect(ctx.documents).toEqual([]);
     expect(ctx.documentTitles).toEqual([]);
-    const paths = stack.pool.gateway.requests.map((r) => r.path);
-    expect(paths).not.toContain('/rpc/match_documents');
-    expect(paths).toEqual(['/rpc/match_conversation_transcripts_secure']);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/turn_context']);
     expect(openai.embeddingRequests()).toHaveLength(1);
+  });
+
+  it('a dedicated project without turn_context (an older schema): the two RPCs, the same context, said once', async () => {
+    const signature = 'turn_context(vector, text, uuid, float8, integer, integer, uuid)';
+    const before = await contextFor(dbC).retrieve(turn(nimbus, 'how much is a hotel per night in Europe?'));
+    const [{ def }] = (await stack.dedicated.sql.query<{ def: string }>(
+      `SELECT pg_get_functiondef('${signature}'::regprocedure) AS def`,
+    )) as [{ def: string }];
+    await stack.dedicated.sql.exec(`DROP FUNCTION ${signature}`);
+    await stack.dedicated.postgrest.reloadSchema();
+    try {
+      const { log, records } = capture();
+      const cm = contextFor(dbC, { log });
+      for (let i = 0; i < 2; i++) {
+        stack.dedicated.gateway.reset();
+        const ctx = await cm.retrieve(turn(nimbus, 'how much is a hotel per night in Europe?'));
+        expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'ok' });
+        expect(ctx.text).toBe(before.text);
+        const paths = stack.dedicated.gateway.requests.map((r) => r.path).sort();
+        // The first turn learns the function is missing (one refused call); later turns go straight to the two.
+        expect(paths).toEqual(
+          [
+            ...(i === 0 ? ['/rpc/turn_context'] : []),
+            '/rpc/match_conversation_transcripts_secure',
+            '/rpc/match_documents',
+          ].sort(),
+        );
+      }
+      expect(records().filter((r) => String(r.msg).includes('predates migration 005'))).toHaveLength(1);
+    } finally {
+      await stack.dedicated.sql.exec(`${def};\nGRANT EXECUTE ON FUNCTION ${signature} TO service_role`);
+      await stack.dedicated.postgrest.reloadSchema();
+    }
   });
 
   it('RAG off and no user: no embedding and no round trip at all', async () => {
@@ -325,11 +358,11 @@ describe('the time budget', () => {
     expect(warned.map((r) => r.lookup).sort()).toEqual(['documents', 'recall']);
   });
 
-  it('a database lookup that hangs is cut at the budget and the others still return', async () => {
-    // The recall round trip hangs on the way (the network towards the pool), whatever the backend.
+  it('a database lookup that hangs is cut at the budget; the turn goes on without context', async () => {
+    // The lookup's round trip hangs on the way (the network towards the pool), whatever the backend.
     const hanging: typeof fetch = async (input, init) => {
       const url = input instanceof Request ? input.url : String(input);
-      if (url.includes('/rpc/match_conversation_transcripts_secure')) {
+      if (url.includes('/rpc/turn_context')) {
         await new Promise<void>((resolve, reject) => {
           const timer = setTimeout(resolve, 5000);
           init?.signal?.addEventListener('abort', () => {
@@ -347,13 +380,29 @@ describe('the time budget', () => {
     );
     const elapsed = performance.now() - t0;
 
-    expect(ctx.outcomes).toEqual({ documents: 'ok', recall: 'timeout' });
-    expect(ctx.documentTitles).toEqual(['Tyre pressure guide']);
-    expect(ctx.recall).toEqual([]);
-    expect(ctx.text).not.toContain('What this user said in earlier conversations');
+    expect(ctx.outcomes).toEqual({ documents: 'timeout', recall: 'timeout' });
+    expect(ctx.text).toBe('');
+    expect(elapsed).toBeGreaterThanOrEqual(BUDGET - 5);
     expect(elapsed).toBeLessThan(BUDGET + SLACK);
     // The hanging request was abandoned before it reached the gateway.
-    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual(['/rpc/match_documents']);
+    expect(stack.pool.gateway.requests.map((r) => r.path)).toEqual([]);
+  });
+
+  it('a lookup its caller cancels ends at once as cancelled, logs nothing and sends no round trip', async () => {
+    openai.setDelay('embeddings', 3000);
+    const { log, records } = capture();
+    const abort = new AbortController();
+    const t0 = performance.now();
+    const pending = contextFor(dbA, { log }).retrieve(
+      turn(acme, 'what tyre pressure?', { signal: abort.signal }),
+    );
+    setTimeout(() => abort.abort(), 50);
+    const ctx = await pending;
+    expect(ctx.outcomes).toEqual({ documents: 'cancelled', recall: 'cancelled' });
+    expect(ctx.text).toBe('');
+    expect(performance.now() - t0).toBeLessThan(50 + SLACK);
+    expect(stack.pool.gateway.count).toBe(0);
+    expect(records().filter((r) => Number(r.level) >= 40)).toEqual([]);
   });
 
   it('the pool down: every lookup fails fast, the turn goes on with an empty block', async () => {
@@ -414,7 +463,7 @@ describe('shared and dedicated give the same context for the same data', () => {
       expect(after.text).toBe(before.text);
       expect(after.text).toContain('2019 Trek Domane');
       expect(stack.pool.gateway.count).toBe(0);
-      expect(stack.dedicated.gateway.count).toBe(2);
+      expect(stack.dedicated.gateway.count).toBe(1);
     } finally {
       await removeAcmeFromDedicated();
     }

@@ -590,6 +590,33 @@ const RPCS: RpcSpec[] = [
     empty: [],
   },
   {
+    // Documents and recall in one round trip: exactly the two RPCs above, together.
+    name: 'turn_context',
+    args: (clientId, c) => ({
+      p_client_id: clientId,
+      p_query_embedding: QUERY_VECTOR,
+      p_agent_slug: c.agentSlug,
+      p_user_id: userId,
+      p_match_threshold: -2,
+      p_match_count: 1000,
+      p_recall_count: 1000,
+      p_exclude_conversation_id: null,
+    }),
+    async expected(c) {
+      const [documents, recall] = await Promise.all(
+        RPCS.filter(
+          (r) => r.name === 'match_documents' || r.name === 'match_conversation_transcripts_secure',
+        ).map((r) => r.expected(c)),
+      );
+      return { documents, recall };
+    },
+    normalize: (data) => {
+      const d = data as { documents?: Row[]; recall?: Row[] } | null;
+      return d ? { documents: idList(d.documents ?? []), recall: idList(d.recall ?? []) } : d;
+    },
+    empty: { documents: [], recall: [] },
+  },
+  {
     name: 'get_user_overview_for_agent',
     args: (clientId, c) => ({ p_client_id: clientId, p_user_id: userId, p_agent_id: c.agentId }),
     async expected(c) {

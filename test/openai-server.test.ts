@@ -1,7 +1,12 @@
+import { initializeLogger } from '@livekit/agents';
+import * as openaiPlugin from '@livekit/agents-plugin-openai';
+import { AudioFrame } from '@livekit/rtc-node';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HashingEmbedder } from '../src/context/hashing-embedder.js';
 import { type OpenAIServer, startOpenAIServer } from './support/openai-server.js';
+import { loadSpeech } from './support/voice-harness.js';
+import { parseWav, wavBytes } from './support/wav.js';
 
 // The loopback server is only useful if the real SDK cannot tell it from OpenAI: every test here
 // goes through the official `openai` client, as the worker and LiveKit's plugin do.
@@ -311,5 +316,116 @@ describe('fault injection', () => {
       encoding_format: 'float',
     });
     expect(emb.data[0]?.embedding).toHaveLength(1024);
+  });
+});
+
+describe('speech and transcription', () => {
+  const clip = loadSpeech()['clean-chain']!;
+
+  it('speech: raw 24 kHz PCM (what the OpenAI plugin asks for) or WAV, as long as the text takes to say, after the TTFB delay', async () => {
+    server.setDelay('speech', 120);
+    const started = performance.now();
+    const pcm = Buffer.from(
+      await (
+        await client.audio.speech.create({
+          model: 'gpt-4o-mini-tts',
+          voice: 'alloy',
+          input: 'Hello there.',
+          response_format: 'pcm',
+        })
+      ).arrayBuffer(),
+    );
+    expect(performance.now() - started).toBeGreaterThanOrEqual(115);
+    // 55 ms a character, 16-bit mono at 24 kHz: 12 characters ≈ 660 ms.
+    expect(pcm.length / 2 / 24_000).toBeCloseTo(0.66, 2);
+    const samples = new Int16Array(pcm.buffer, pcm.byteOffset, pcm.length / 2);
+    expect(Math.max(...samples.subarray(2400, 4800).map(Math.abs))).toBeGreaterThan(1000); // a tone, not silence
+    const wav = Buffer.from(
+      await (
+        await client.audio.speech.create({
+          model: 'gpt-4o-mini-tts',
+          voice: 'alloy',
+          input: 'Hello there.',
+          response_format: 'wav',
+        })
+      ).arrayBuffer(),
+    );
+    expect(parseWav(wav).sampleRate).toBe(24_000);
+    expect(parseWav(wav).samples.length).toBe(pcm.length / 2);
+    const [first] = server.speechRequests();
+    expect(first!.body).toMatchObject({ input: 'Hello there.', voice: 'alloy', response_format: 'pcm' });
+    await expect(
+      client.audio.speech.create({
+        model: 'gpt-4o-mini-tts',
+        voice: 'alloy',
+        input: 'x',
+        response_format: 'mp3',
+      }),
+    ).rejects.toBeInstanceOf(OpenAI.BadRequestError);
+  });
+
+  it('transcriptions over HTTP: the WAV the SDK uploads reaches the transcriber, its answer comes back as the text', async () => {
+    const heard: number[] = [];
+    server.setTranscriber(({ audio, via }) => {
+      expect(via).toBe('http');
+      heard.push(audio.samples.length / audio.sampleRate);
+      return clip.text;
+    });
+    const file = new File([new Uint8Array(wavBytes(clip.pcm))], 'audio.wav', { type: 'audio/wav' });
+    const res = await client.audio.transcriptions.create({
+      file,
+      model: 'whisper-1',
+      response_format: 'json',
+    });
+    expect(res.text).toBe(clip.text);
+    expect(heard[0]).toBeCloseTo(clip.pcm.samples.length / 16_000, 3);
+    server.setTranscriber();
+    await expect(client.audio.transcriptions.create({ file, model: 'whisper-1' })).rejects.toBeInstanceOf(
+      OpenAI.InternalServerError,
+    );
+  });
+
+  it("the realtime socket, through LiveKit's OpenAI STT: server VAD finds the utterance, word deltas, then the final at the configured latency", async () => {
+    initializeLogger({ pretty: false, level: 'silent' });
+    server.setDelay('transcriptions', 200);
+    server.setTranscriber(({ via }) => {
+      expect(via).toBe('realtime');
+      return clip.text;
+    });
+    const stt = new openaiPlugin.STT({
+      apiKey: 'sk-test',
+      baseURL: server.baseURL,
+      model: 'gpt-4o-mini-transcribe',
+    });
+    const stream = stt.stream();
+    const events: Array<{ type: number; text?: string }> = [];
+    const reading = (async () => {
+      for await (const ev of stream) {
+        events.push({ type: ev.type, text: ev.alternatives?.[0]?.text });
+        if (ev.type === 2) return; // FINAL_TRANSCRIPT
+      }
+    })();
+    const audio = new Int16Array(clip.pcm.samples.length + 16_000); // a second of silence after it
+    audio.set(clip.pcm.samples);
+    for (let i = 0; i + 160 <= audio.length; i += 160) {
+      stream.pushFrame(new AudioFrame(audio.slice(i, i + 160), 16_000, 1, 160));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await reading;
+    stream.close();
+    const interims = events.filter((e) => e.type === 1).map((e) => e.text);
+    expect(interims.at(-1)).toBe(clip.text);
+    expect(interims.length).toBe(clip.text.split(' ').length);
+    expect(events.find((e) => e.type === 2)?.text).toBe(clip.text);
+    const log = server.transcriptionEvents.map((e) => e.type);
+    expect(log.slice(0, 3)).toEqual(['speech_started', 'speech_stopped', 'committed']);
+    expect(log.at(-1)).toBe('completed');
+    const committed = server.transcriptionEvents.find((e) => e.type === 'committed')!.at;
+    const completed = server.transcriptionEvents.find((e) => e.type === 'completed')!.at;
+    expect(completed - committed).toBeGreaterThanOrEqual(195);
+    expect(completed - committed).toBeLessThan(400);
+    // The utterance is the voice and its padding: about as long as the clip.
+    const stopped = server.transcriptionEvents.find((e) => e.type === 'speech_stopped')!.audioMs!;
+    expect(stopped).toBeGreaterThan(clip.voicedEndMs);
   });
 });

@@ -405,7 +405,7 @@ describe('the sidekick CLI', () => {
       expect(badId.stderr).toMatch(/--client.*expected a uuid/);
       const unknown = await cli(['chat', '--client', a.clientId, '--agent', 'no-such-sidekick'], env);
       expect(unknown.code).toBe(2);
-      expect(unknown.stderr).toMatch(/no-such-sidekick/);
+      expect(unknown.stderr).toMatch(/--agent: client .* has no sidekick with slug "no-such-sidekick"/);
       // Another client's conversation: refused before a turn is spoken, naming the option's field.
       const b = stack.demo!.adventurers[1]!;
       const foreign = await cli(
@@ -414,7 +414,9 @@ describe('the sidekick CLI', () => {
         'Hello?\n',
       );
       expect(foreign.code).toBe(2);
-      expect(foreign.stderr).toMatch(/conversation_id .* is not one of this client's conversations/);
+      expect(foreign.stderr).toMatch(
+        /--conversation: .* is not one of this client's conversations.*leave --conversation out/,
+      );
     } finally {
       await openai.close();
     }

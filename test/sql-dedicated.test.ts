@@ -57,6 +57,7 @@ describe('dedicated project', () => {
         expect((await failure(db.one(actor, `SELECT 1 FROM ${table}`))).code, table).toBe('42501');
       }
       expect((await failure(db.one(actor, rpc, ones))).code).toBe('42501');
+      expect((await failure(db.one(actor, `SELECT turn_context($1::vector, 'x')`, ones))).code).toBe('42501');
     }
     expect(await db.one(SERVICE, rpc, ones)).toEqual([]);
     const hnsw = await db.sql.query<{ index: string }>(
@@ -446,6 +447,33 @@ describe('dedicated project and shared pool', () => {
       );
       expect(row).toEqual({ o: expected });
     }
+    // turn_context: the same answer on both schemas, and exactly the two RPCs' rows together.
+    for (const query of [...queries.slice(0, 3), ...tQueries.slice(0, 2)])
+      for (const [slug, user] of [
+        ['main', users.U],
+        ['other', users.V],
+        ['main', null],
+      ] as const) {
+        const [row] = await same(
+          'SELECT turn_context($1, $2, $3, $4, $5, $6, $7, $8) AS c',
+          'SELECT turn_context($1, $2, $3, $4, $5, $6, $7) AS c',
+          [query, slug, user, -1, 5, 5, null],
+        );
+        const c = (row as { c: { documents: Row[]; recall: Row[] } }).c;
+        const docs = await dedicated.one(SERVICE, 'SELECT * FROM match_documents($1, $2, -1, 5)', [
+          query,
+          slug,
+        ]);
+        expect(c.documents.map((d) => d.id)).toEqual(docs.map((d) => d.id));
+        const recall = user
+          ? await dedicated.one(
+              SERVICE,
+              'SELECT * FROM match_conversation_transcripts_secure($1, $2, $3, -1, 5, NULL)',
+              [query, slug, user],
+            )
+          : [];
+        expect(c.recall.map((r) => r.id)).toEqual(recall.map((r) => r.id));
+      }
     // The near queries find neighbours above a 0.5 threshold: that comparison is not only of empty lists.
     expect(aboveHalf).toBeGreaterThan(5);
     console.log(`dedicated vs pool: ${compared} RPC calls compared, 0 differences`);

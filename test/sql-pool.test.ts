@@ -309,6 +309,10 @@ describe('shared pool: isolation enforced by the database (tenant A against clie
         [B.client, ones, 'guide', B.user],
       ],
       ['SELECT get_user_overview_for_agent($1, $2, $3) AS o', [B.client, B.user, B.agent]],
+      [
+        'SELECT turn_context($1, $2::vector, $3, $4, -2, 10, 10, NULL) AS c',
+        [B.client, ones, 'guide', B.user],
+      ],
     ];
     for (const [sql, params] of calls) {
       const e = await failure(db.one(tenant(A.client), sql, params));
@@ -343,6 +347,15 @@ describe('shared pool: isolation enforced by the database (tenant A against clie
       [A.client, A.user, A.agent],
     );
     expect(ov!.o).toEqual({ name: A.client });
+    const [both] = await db.one<{ c: { documents: Array<{ id: string }>; recall: Array<{ id: string }> } }>(
+      tenant(A.client),
+      'SELECT turn_context($1, $2::vector, $3, $4, -2, 10, 10, NULL) AS c',
+      [A.client, ones, 'guide', A.user],
+    );
+    expect([both!.c.documents.map((d) => d.id), both!.c.recall.map((r) => r.id)]).toEqual([
+      [A.chunk],
+      [A.transcript],
+    ]);
   });
 
   it("an agent tagged B is refused exactly like one tagged a client that does not exist (no oracle on B's limit)", async () => {
@@ -867,6 +880,28 @@ describe('shared pool: retrieval is the exact top-k of the client, whatever vect
     );
     expect(mismatches.slice(0, 3)).toEqual([]);
     expect(approxMismatches).toBeGreaterThan(CLIENTS / 2);
+  });
+
+  it("turn_context's documents are the same exact top-k for every client, as that tenant, with recall beside them", async () => {
+    const mismatches: string[] = [];
+    for (const x of queries) {
+      const [row] = await db.as(
+        tenant(x.client_id),
+        (q) =>
+          q<{ ctx: { documents: Array<{ id: string }>; recall: unknown[] } }>(
+            `SELECT turn_context($1, $2, 'sidekick', NULL, -1, ${K}, 3, NULL) AS ctx`,
+            [x.client_id, x.embedding],
+          ),
+        approxSetup,
+      );
+      const got = row!.ctx.documents.map((d) => d.id);
+      if (got.join() !== exact.get(x.client_id)!.slice(0, K).join()) {
+        mismatches.push(`${x.client_id}: got ${got.join()} want ${exact.get(x.client_id)!.slice(0, K)}`);
+      }
+      // No user: no recall asked for.
+      expect(row!.ctx.recall).toEqual([]);
+    }
+    expect(mismatches.slice(0, 3)).toEqual([]);
   });
 
   it("the order is the true cosine order (an oracle outside the database); the threshold and the sidekick's slug are honoured", async () => {

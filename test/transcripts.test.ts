@@ -180,6 +180,47 @@ describe.each(TARGETS)('TranscriptStore for $name', ({ client, home, elsewhere }
     await store.close();
   });
 
+  it("an exchange is one request, the user's vector stored as its lookup made it: one embedding request (the reply's)", async () => {
+    const { store: exchange, conversationId: conv } = newStore(client());
+    // The conversation row first (a session start that could not claim it), then only the exchanges.
+    exchange.add({ role: 'assistant', content: 'Hello, how can I help?' });
+    await exchange.flush();
+    home().gateway.reset();
+    openai.reset();
+    const question = 'What tyre pressure for gravel?';
+    const vector = hashing.embedOne(question);
+    exchange.add({ role: 'user', content: question, embedding: vector });
+    await sleep(150);
+    // Held for its reply: nothing written yet.
+    expect(home().gateway.count).toBe(0);
+    exchange.add({ role: 'assistant', content: 'Gravel tyres run at 35 to 50 psi.' });
+    await until('the exchange written', () => exchange.stats.written === 3);
+    expect(home().gateway.requests.map((r) => `${r.method} ${r.path.split('?')[0]}`)).toEqual([
+      'POST /conversation_transcripts',
+    ]);
+    expect(openai.embeddingRequests().map((r) => r.body.input)).toEqual([
+      ['Gravel tyres run at 35 to 50 psi.'],
+    ]);
+    const rows = await rowsOf(home(), conv);
+    expect(rows.map((r) => [r.role, r.content])).toEqual([
+      ['assistant', 'Hello, how can I help?'],
+      ['user', question],
+      ['assistant', 'Gravel tyres run at 35 to 50 psi.'],
+    ]);
+    for (const r of rows) expect(r.similarity).toBeCloseTo(1, 5);
+    await exchange.close();
+  });
+
+  it('a user turn that gets no reply is written after replyWaitMs anyway', async () => {
+    const { store, conversationId } = newStore(client(), { replyWaitMs: 200 });
+    store.add({ role: 'user', content: 'Hello? Is anyone there?' });
+    await sleep(50);
+    expect(await rowsOf(home(), conversationId)).toEqual([]);
+    await until('the lone turn written', () => store.stats.written === 1, 3000);
+    expect((await rowsOf(home(), conversationId)).map((r) => r.content)).toEqual(['Hello? Is anyone there?']);
+    await store.close();
+  });
+
   it('add() returns at once; the write happens in the background', async () => {
     openai.setDelay('embeddings', 400);
     const { store, conversationId } = newStore(client());

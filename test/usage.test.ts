@@ -13,7 +13,12 @@ import type { WorkerRuntime } from '../src/agent/runtime.js';
 import { prepareSession } from '../src/agent/session.js';
 import type { TurnLatency } from '../src/usage/latency.js';
 import type { ClientUsageReport, TopClient } from '../src/usage/reports.js';
-import { type AfterSessionBed, converse, metadataFor, startAfterSessionBed } from './support/after-session.js';
+import {
+  type AfterSessionBed,
+  converse,
+  metadataFor,
+  startAfterSessionBed,
+} from './support/after-session.js';
 import { json, sidekick, stackEnv } from './support/cli.js';
 import { ON_REAL_SERVER } from './support/db.js';
 import { startJob } from './support/jobs.js';

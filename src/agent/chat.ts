@@ -50,8 +50,10 @@ export async function runChat(
     if (ev.functionCalls.some((c) => c.name === 'end_call')) ended = true;
   });
   io.output.write(
-    `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}); /quit to end\n`,
+    `# ${plan.sidekick.name} (${plan.tier}, ${prepared.connection.hostingType}${prepared.degraded ? ', degraded' : ''}), conversation ${prepared.conversationId} (--conversation to continue it); /quit to end\n`,
   );
+  // Said before the first turn: answers without the documents would otherwise look like the model's fault.
+  if (!plan.rag.enabled) io.output.write(`# the sidekick's documents are not used: ${plan.rag.reason}\n`);
   await session.start({ agent: prepared.agent });
   const rl = createInterface({ input: io.input, terminal: false });
   let turns = 0;

@@ -1,4 +1,4 @@
-import { AutoSubscribe, defineAgent, type JobContext, type JobProcess, voice } from '@livekit/agents';
+import { AutoSubscribe, defineAgent, type JobContext, type JobProcess } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import {
   type RemoteTrack,
@@ -11,10 +11,10 @@ import {
 import { loadConfig, loadEnvFile } from '../config.js';
 import { jobLogger, rootLogger } from '../log.js';
 import { METRICS_SOCKET_ENV, type MetricsSender, sendMetrics } from '../usage/metrics-relay.js';
+import { createAgentSession, localTurnDetector } from './agent-session.js';
 import { routeLiveKitLogs } from './livekit-log.js';
 import { parseJobMetadata } from './metadata.js';
-import { createLLM, createVoiceModels } from './models.js';
-import { createRuntime, type WorkerRuntime } from './runtime.js';
+import { createRuntime, prewarmRuntime, type WorkerRuntime } from './runtime.js';
 import { type PreparedSession, prepareSession } from './session.js';
 import { type FrameSource, VideoSampler } from './video.js';
 
@@ -45,10 +45,11 @@ export default defineAgent<ProcessData>({
     loadEnvFile();
     const config = loadConfig();
     rootLogger.level = config.logLevel;
-    proc.userData.runtime = createRuntime(config, rootLogger);
+    const runtime = createRuntime(config, rootLogger);
+    proc.userData.runtime = runtime;
     const socket = process.env[METRICS_SOCKET_ENV];
-    if (socket) proc.userData.metrics = sendMetrics(proc.userData.runtime.metrics.registry, socket);
-    proc.userData.vad = await silero.VAD.load();
+    if (socket) proc.userData.metrics = sendMetrics(runtime.metrics.registry, socket);
+    [proc.userData.vad] = await Promise.all([silero.VAD.load(), prewarmRuntime(runtime)]);
   },
 
   entry: async (ctx: JobContext<ProcessData>) => {
@@ -91,10 +92,7 @@ export default defineAgent<ProcessData>({
       });
     }
 
-    const session = new voice.AgentSession({
-      llm: createLLM(runtime.config),
-      ...(plan.audio.enabled ? { ...createVoiceModels(runtime.config, plan), vad } : {}),
-    });
+    const session = createAgentSession(runtime.config, plan, { vad, turnDetector: localTurnDetector() });
     prepared.attach(session);
     await session.start({
       agent: prepared.agent,

@@ -1,3 +1,4 @@
+import '../require-node.js';
 import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
 import {
@@ -55,7 +56,10 @@ async function main(): Promise<void> {
     const { stack } = embedded;
     // Ctrl-C in a terminal stops the stack too (its databases on a real server are dropped). On
     // SIGTERM LiveKit drains the sessions and exits; PostgREST processes end with this one.
-    process.once('SIGINT', () => void stack.stop().finally(() => process.exit(0)));
+    process.once('SIGINT', () => {
+      log.info('SIGINT: stopping the worker and the embedded stack');
+      void stack.stop().finally(() => process.exit(0));
+    });
   }
 
   log.info({ config: describeConfig(config) }, 'worker starting');
@@ -78,7 +82,11 @@ async function main(): Promise<void> {
   };
   // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
   // items, and what it was doing resumes on another worker once its lease expires.
-  process.once('SIGTERM', () => void background?.stop());
+  process.once('SIGTERM', () => {
+    log.info('SIGTERM: draining; running sessions may finish (up to 15 min), no new jobs are taken');
+    void background?.stop();
+  });
+  process.once('exit', (code) => log.info({ exit_code: code }, 'worker stopped'));
   // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
   // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
   // Once LiveKit takes the worker, jobs can come: the embedded platform (lazy) starts then, so the

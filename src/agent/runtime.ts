@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { type Config, loadConfig } from '../config.js';
 import { type Embedder, OpenAIEmbedder } from '../context/embeddings.js';
@@ -7,11 +8,14 @@ import { SecretsKeyring } from '../secrets/keyring.js';
 import { ClientSecretStore } from '../secrets/store.js';
 import type { LocalStack } from '../stack/stack.js';
 import { ClientConnectionManager } from '../tenancy/connections.js';
+import { readSessionStart } from '../tenancy/session-start.js';
 import { createSupabase } from '../tenancy/supabase.js';
+import { asClientId } from '../tenancy/types.js';
 import { WorkerMetrics } from '../usage/metrics.js';
 import { SessionLeases } from '../usage/session-leases.js';
 import { WorkQueue, workerIdentity } from '../work/queue.js';
 import { TranscriptSpool } from '../work/spool.js';
+import { parseJobMetadata } from './metadata.js';
 
 /**
  * What a process builds once: config, the client directory and its connections, the embedder.
@@ -90,6 +94,41 @@ export function createRuntime(
     ),
     metrics,
   };
+}
+
+/**
+ * What a job process does in prewarm, before it knows its client, so that its one session starts
+ * as fast as a bare worker's: the supabase-js clients and token minters of every active pool (one
+ * platform request), their signing keys imported, and the job's hot path run once with nothing to
+ * find (a directory lookup of an unknown client, a session start in each pool for no client), so
+ * the first real one meets warm code and no key import. Failures only cost the warm-up.
+ */
+export async function prewarmRuntime(runtime: WorkerRuntime): Promise<void> {
+  const { connections, log } = runtime;
+  try {
+    const unknown = randomUUID();
+    parseJobMetadata(JSON.stringify({ client_id: unknown, agent_slug: 'prewarm' }));
+    const [pools] = await Promise.all([
+      connections.prewarm(),
+      connections.directory.getClient(asClientId(unknown)).catch(() => undefined),
+    ]);
+    await Promise.all(
+      pools.map((db) =>
+        readSessionStart(db, {
+          clientId: db.clientId,
+          agentSlug: 'prewarm',
+          maxSidekicks: null,
+          claimConversation: false,
+        }).catch(() => undefined),
+      ),
+    );
+    connections.directory.invalidate(unknown);
+  } catch (err) {
+    log.warn(
+      { reason: (err as Error).message },
+      'prewarm of the client connections failed; the first session sets them up',
+    );
+  }
 }
 
 /**

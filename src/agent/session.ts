@@ -13,6 +13,7 @@ import type { WorkerRuntime } from './runtime.js';
 import { planSession, type SessionPlan } from './session-plan.js';
 import { Sidekick } from './sidekick.js';
 import { prepareSessionTools, toolTurn } from './tools/session-tools.js';
+import type { LookupEvent } from './turn-lookup.js';
 import type { FrameSource } from './video.js';
 
 /** One session, planned and wired, ready to be started in a room, a terminal or a test. */
@@ -25,8 +26,8 @@ export interface PreparedSession {
   transcripts: TranscriptStore;
   /** True when the client's database could not be read: the sidekick talks on what was cached. */
   degraded: boolean;
-  /** Hooks the session's events: every user and assistant turn to the transcript store, and each
-   * final user transcript to the context prefetch. */
+  /** Hooks the session's events: every user and assistant turn to the transcript store (the user's
+   * with the vector its lookup made), and the user's transcripts to the turn's lookups. */
   attach(session: voice.AgentSession): void;
   /**
    * Flushes transcripts (retrying for the grace period; what is left goes to the spool), queues the
@@ -48,6 +49,7 @@ export async function prepareSession(
   opts: {
     video?: FrameSource;
     sessionId?: string;
+    observe?: (ev: LookupEvent) => void;
     /** A LiveKit job: the session holds a lease (its slot, renewed) under its job id, `sessionId`, and leaves a ledger row. */
     lease?: boolean;
   } = {},
@@ -143,6 +145,7 @@ export async function prepareSession(
     conversationId,
     overview,
     video: plan.video.enabled ? opts.video : undefined,
+    observe: opts.observe,
     log,
   });
 
@@ -165,13 +168,18 @@ export async function prepareSession(
         // A reply's latency goes with its transcript row (metadata.latency).
         const latency = meter.turn(item, agent.lastTurnContext);
         const text = item.textContent?.trim();
-        if (text) {
-          const metadata = { livekit_item_id: item.id, ...(latency ? { latency } : {}) };
-          transcripts.add({ role: item.role, content: text, metadata });
-        }
+        if (item.role === 'user') agent.lookups.endTurn();
+        if (!text) return;
+        transcripts.add({
+          role: item.role,
+          content: text,
+          metadata: { livekit_item_id: item.id, ...(latency ? { latency } : {}) },
+          embedding: item.role === 'user' ? agent.lookups.embeddingFor(text) : undefined,
+        });
       });
       session.on(voice.AgentSessionEventTypes.UserInputTranscribed, (ev) => {
-        if (ev.isFinal) agent.prefetch(ev.transcript);
+        if (ev.isFinal) agent.lookups.final(ev.transcript);
+        else agent.lookups.interim(ev.transcript);
       });
     },
     close() {

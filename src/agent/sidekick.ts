@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ContextManager, TurnContext } from '../context/context-manager.js';
 import { formatUserOverview, type UserOverview } from '../context/user-overview.js';
 import type { SessionPlan } from './session-plan.js';
+import { type LookupEvent, TurnLookups } from './turn-lookup.js';
 import type { FrameSource } from './video.js';
 
 export interface SidekickDeps {
@@ -17,6 +18,8 @@ export interface SidekickDeps {
   video?: FrameSource | undefined;
   /** The session's tools (agent/tools/session-tools.ts). */
   tools?: llm.ToolContextEntry[];
+  /** Told what each turn's lookups did (started, reused, cancelled, done). */
+  observe?: ((ev: LookupEvent) => void) | undefined;
   log: Logger;
 }
 
@@ -30,31 +33,33 @@ export function buildInstructions(plan: SessionPlan, overview: UserOverview): st
  * The voice.Agent of one session. Before each reply it adds, for that turn only, the context the
  * ContextManager found for the user's last message (documents, earlier conversations), and the
  * latest video frame where the plan allows video. This happens in llmNode, which both the audio
- * pipeline and text `session.run()` go through (onUserTurnCompleted is audio-only). The lookup is
- * started by prefetch() as soon as the final transcript arrives, so it overlaps end-of-turn delay.
+ * pipeline and text `session.run()` go through (onUserTurnCompleted is audio-only). In the audio
+ * pipeline the lookup is started before the turn ends (TurnLookups: at each final segment, and on
+ * interim transcripts where the STT streams them), so llmNode usually finds it done.
  */
 export class Sidekick extends voice.Agent {
-  private pending: { text: string; context: Promise<TurnContext | undefined> } | undefined;
+  /** The user turns' lookups; the session feeds it the transcripts (PreparedSession.attach). */
+  readonly lookups: TurnLookups;
   /** What the last reply was given, for logs and tests. */
   lastTurnContext: TurnContext | undefined;
 
   constructor(private readonly deps: SidekickDeps) {
     super({ instructions: buildInstructions(deps.plan, deps.overview), tools: deps.tools ?? [] });
+    this.lookups = new TurnLookups({
+      lookup: (text, signal) => this.lookup(text, signal),
+      observe: (ev) => {
+        deps.log.debug(
+          { lookup: ev.type, source: ev.source, elapsed_ms: ev.elapsedMs },
+          'turn context lookup',
+        );
+        deps.observe?.(ev);
+      },
+    });
   }
 
   override async onEnter(): Promise<void> {
     const greeting = this.deps.plan.sidekick.greeting;
     if (greeting) this.session.say(greeting);
-  }
-
-  /**
-   * Starts the context lookup for a final user transcript; llmNode picks it up. A turn spoken in
-   * several final segments is joined as the session joins it, each segment refreshing the lookup.
-   */
-  prefetch(segment: string): void {
-    if (!segment.trim()) return;
-    const text = this.pending ? `${this.pending.text} ${segment.trim()}` : segment.trim();
-    this.pending = { text, context: this.lookup(text) };
   }
 
   override async llmNode(
@@ -68,9 +73,7 @@ export class Sidekick extends voice.Agent {
     const userMessage = userIndex >= 0 ? (items[userIndex] as llm.ChatMessage) : undefined;
     const text = userMessage?.textContent?.trim();
     if (userMessage && text) {
-      const pending = this.pending;
-      this.pending = undefined;
-      const turn = await (pending?.text === text ? pending.context : this.lookup(text));
+      const turn = await this.lookups.forReply(text);
       this.lastTurnContext = turn;
       const frame = this.deps.video?.latest();
       // A new message object, so neither the context nor the image stays in the session history.
@@ -100,7 +103,7 @@ export class Sidekick extends voice.Agent {
     return voice.Agent.default.llmNode(this, ctx, toolCtx, modelSettings);
   }
 
-  private async lookup(text: string): Promise<TurnContext | undefined> {
+  private async lookup(text: string, signal: AbortSignal): Promise<TurnContext | undefined> {
     const { context, plan, userId, conversationId, log } = this.deps;
     try {
       return await context.retrieve({
@@ -108,6 +111,7 @@ export class Sidekick extends voice.Agent {
         agentSlug: plan.sidekick.slug,
         userId,
         conversationId,
+        signal,
       });
     } catch (err) {
       log.warn({ reason: (err as Error).message }, 'context lookup failed; replying without it');

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runChat } from '../agent/chat.js';
+import { InvalidConversationError, SidekickNotFoundError } from '../agent/errors.js';
 import { parseJobMetadata } from '../agent/metadata.js';
 import { createRuntime, withEmbeddedPlatform } from '../agent/runtime.js';
 import { loadConfig } from '../config.js';
@@ -33,6 +34,12 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
       try {
         // The demo's sidekick and user stand in for what is not given, on the embedded stack only.
         const demo = o.client ? undefined : embedded.stack?.demo;
+        if (!(o.client ?? demo)) throw new UsageError('--client: which client to talk to (a uuid)');
+        if (!(o.agent ?? demo)) {
+          throw new UsageError(
+            `--agent: which of its sidekicks (\`sidekick agents list --client ${o.client}\` shows them)`,
+          );
+        }
         const metadata = parseJobMetadata(
           JSON.stringify({
             client_id: o.client ?? demo?.adventurers[0]?.clientId,
@@ -44,6 +51,20 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
         const stats = await runChat(createRuntime(embedded.config, log), metadata, log, {
           input: ctx.io.stdin ?? process.stdin,
           output: ctx.io.stdout,
+        }).catch((err: unknown) => {
+          // The session's refusals name job-metadata fields; here the operator typed options.
+          if (err instanceof SidekickNotFoundError) {
+            throw new UsageError(
+              `--agent: client ${metadata.clientId} has no sidekick with slug "${metadata.agentSlug}" (\`sidekick agents list --client ${metadata.clientId}\` shows them)`,
+            );
+          }
+          if (err instanceof InvalidConversationError) {
+            const said = err.message
+              .replace(/^conversation_id /, '')
+              .replace('omit conversation_id', 'leave --conversation out');
+            throw new UsageError(`--conversation: ${said}`);
+          }
+          throw err;
         });
         ctx.err(`${stats.turns} turns; transcript rows written ${stats.written}, dropped ${stats.dropped}`);
         if (stats.unanswered) {

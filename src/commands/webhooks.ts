@@ -71,7 +71,7 @@ function delivery(i: WorkItem) {
 
 export function formatDeliveries(items: readonly WorkItem[]): string[] {
   return [
-    `${'id'.padEnd(36)}  ${'status'.padEnd(7)} tries  ${'created'.padEnd(24)}  outcome`,
+    `${'id'.padEnd(36)}  ${'status'.padEnd(7)} tries  ${'created (UTC)'.padEnd(19)}  outcome`,
     ...items.map((i) => {
       const d = delivery(i);
       const outcome =
@@ -82,7 +82,7 @@ export function formatDeliveries(items: readonly WorkItem[]): string[] {
             : i.last_error
               ? `retrying at ${i.run_after}: ${i.last_error}`
               : 'waiting';
-      return `${d.id}  ${i.status.padEnd(7)} ${`${i.attempts}/${i.max_attempts}`.padStart(5)}  ${i.created_at.slice(0, 24).padEnd(24)}  ${outcome}`;
+      return `${d.id}  ${i.status.padEnd(7)} ${`${i.attempts}/${i.max_attempts}`.padStart(5)}  ${new Date(i.created_at).toISOString().slice(0, 19).replace('T', ' ')}  ${outcome}`;
     }),
   ];
 }

@@ -24,9 +24,12 @@ export interface TurnQuery {
   userId?: string | undefined;
   /** The current conversation: recall looks at earlier ones only. */
   conversationId?: string | undefined;
+  /** Aborted by the caller when the lookup is no longer wanted (a newer text superseded it). */
+  signal?: AbortSignal | undefined;
 }
 
-export type LookupOutcome = 'ok' | 'skipped' | 'timeout' | 'error';
+/** cancelled: the caller aborted the lookup (it is not logged: nothing went wrong). */
+export type LookupOutcome = 'ok' | 'skipped' | 'timeout' | 'error' | 'cancelled';
 
 export interface DocumentMatch {
   id: string;
@@ -48,6 +51,8 @@ export interface RecallMatch {
 }
 
 export interface TurnContext {
+  /** The text that was looked up. */
+  query: string;
   /** The block added to the LLM's context for this turn only ('' when nothing was found). */
   text: string;
   /** Titles of the documents the block draws on. */
@@ -55,6 +60,8 @@ export interface TurnContext {
   documents: DocumentMatch[];
   recall: RecallMatch[];
   outcomes: { documents: LookupOutcome; recall: LookupOutcome };
+  /** The query's vector, when it was embedded: the transcript store keeps it with the user's turn. */
+  embedding: number[] | undefined;
   elapsedMs: number;
 }
 
@@ -72,6 +79,10 @@ export interface ContextManagerOptions {
 }
 
 class LookupTimeout extends Error {}
+class LookupCancelled extends Error {}
+
+/** PostgREST knows no such function (PGRST202), or its schema cache names one Postgres no longer has (42883). */
+const isMissingFunction = (code: string | undefined) => code === 'PGRST202' || code === '42883';
 
 /** One lookup RPC, cut off with the turn's budget; an error names the function. */
 async function rpc(
@@ -81,23 +92,35 @@ async function rpc(
   args: Record<string, unknown>,
 ): Promise<unknown> {
   const { data, error } = await db.rpc(fn, args).abortSignal(signal);
-  if (error) throw new Error(`${fn}: ${error.message}`);
+  if (error) {
+    if (isMissingFunction(error.code)) throw new MissingRpcError(fn);
+    throw new Error(`${fn}: ${error.message}`);
+  }
   return data;
 }
 
+class MissingRpcError extends Error {
+  constructor(readonly fn: string) {
+    super(`${fn} does not exist in the client's database`);
+  }
+}
+
 const SKIPPED: unique symbol = Symbol('skipped');
-const skip = async (): Promise<typeof SKIPPED> => SKIPPED;
 
 /**
  * What the sidekick knows for one turn: the sidekick's documents (RAG) and what this user said in
  * earlier conversations. (The user overview is read once per session, into the instructions.) The
- * query is embedded once; both vector lookups start as soon as the embedding is back; they share
- * one time budget and are cancelled at its end. A lookup that fails or is late is left out and
- * logged; the turn goes on. Shared and dedicated clients run the same code: the difference stays
- * in TenantQuery.
+ * query is embedded once, then one round trip (`turn_context`, migration 005) brings documents and
+ * recall together; a database without that function is asked with the two older RPCs in parallel
+ * (and is remembered, so later turns go straight there). Everything shares one time budget and is
+ * cancelled at its end, or when the caller's signal aborts. A lookup that fails or is late is left
+ * out and logged; the turn goes on. Shared and dedicated clients run the same code: the difference
+ * stays in TenantQuery.
  */
 export class ContextManager {
   private readonly now: () => number;
+  /** The client's database has no turn_context: it predates migration 005. */
+  private legacyRpcs = false;
 
   constructor(private readonly opts: ContextManagerOptions) {
     this.now = opts.now ?? (() => performance.now());
@@ -106,38 +129,87 @@ export class ContextManager {
   async retrieve(q: TurnQuery): Promise<TurnContext> {
     const started = this.now();
     const abort = new AbortController();
-    const deadline = new Promise<never>((_, reject) => {
+    const stopped = new Promise<never>((_, reject) => {
       const timer = setTimeout(() => {
         abort.abort();
         reject(new LookupTimeout());
       }, this.opts.budgets.lookupMs);
-      abort.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+      const cancel = () => {
+        abort.abort();
+        reject(new LookupCancelled());
+      };
+      if (q.signal?.aborted) cancel();
+      q.signal?.addEventListener('abort', cancel, { once: true });
+      abort.signal.addEventListener(
+        'abort',
+        () => {
+          clearTimeout(timer);
+          q.signal?.removeEventListener('abort', cancel);
+        },
+        { once: true },
+      );
     });
-    deadline.catch(() => {});
-    const within = <T>(p: Promise<T>) => Promise.race([p, deadline]);
+    stopped.catch(() => {});
+    const within = <T>(p: Promise<T>) => Promise.race([p, stopped]);
 
     const { settings } = this.opts;
-    const resolve = this.opts.db;
-    const db = typeof resolve === 'function' ? within(resolve()) : Promise.resolve(resolve);
-    db.catch(() => {});
-    const needsEmbedding = settings.ragEnabled || q.userId !== undefined;
-    const embedding = needsEmbedding
-      ? within(this.opts.embedder.embed([q.query], { signal: abort.signal }).then((v) => v[0]!))
-      : undefined;
-    embedding?.catch(() => {});
+    const wantDocuments = settings.ragEnabled;
+    const wantRecall = q.userId !== undefined;
+    let embedding: number[] | undefined;
+    let documents: PromiseSettledResult<DocumentMatch[] | typeof SKIPPED> = {
+      status: 'fulfilled',
+      value: SKIPPED,
+    };
+    let recall: PromiseSettledResult<RecallMatch[] | typeof SKIPPED> = {
+      status: 'fulfilled',
+      value: SKIPPED,
+    };
 
-    const [documents, recall] = await Promise.allSettled([
-      settings.ragEnabled && embedding
-        ? within(Promise.all([db, embedding]).then(([d, e]) => this.matchDocuments(d, q, e, abort.signal)))
-        : skip(),
-      q.userId && embedding
-        ? within(Promise.all([db, embedding]).then(([d, e]) => this.recall(d, q, e, abort.signal)))
-        : skip(),
-    ]);
+    if (wantDocuments || wantRecall) {
+      const resolve = this.opts.db;
+      const db = typeof resolve === 'function' ? within(resolve()) : Promise.resolve(resolve);
+      db.catch(() => {});
+      const vector = within(this.opts.embedder.embed([q.query], { signal: abort.signal }).then((v) => v[0]!));
+      vector.then(
+        (v) => {
+          embedding = v;
+        },
+        () => {},
+      );
+      const both = within(Promise.all([db, vector]));
+      if (!this.legacyRpcs) {
+        const one = within(both.then(([d, e]) => this.turnContext(d, q, e, abort.signal)));
+        const [settled] = await Promise.allSettled([one]);
+        if (settled.status === 'fulfilled') {
+          documents = { status: 'fulfilled', value: wantDocuments ? settled.value.documents : SKIPPED };
+          recall = { status: 'fulfilled', value: wantRecall ? settled.value.recall : SKIPPED };
+        } else if (settled.reason instanceof MissingRpcError) {
+          this.legacyRpcs = true;
+          this.opts.log.warn(
+            { rpc: 'turn_context' },
+            "the client's database predates migration 005 (turn_context): two lookup round trips per turn until it is migrated",
+          );
+        } else {
+          if (wantDocuments) documents = settled;
+          if (wantRecall) recall = settled;
+        }
+      }
+      if (this.legacyRpcs) {
+        [documents, recall] = await Promise.allSettled([
+          wantDocuments
+            ? within(both.then(([d, e]) => this.matchDocuments(d, q, e, abort.signal)))
+            : Promise.resolve(SKIPPED),
+          wantRecall
+            ? within(both.then(([d, e]) => this.recall(d, q, e, abort.signal)))
+            : Promise.resolve(SKIPPED),
+        ]);
+      }
+    }
     abort.abort();
 
     const outcome = (name: string, r: PromiseSettledResult<unknown>): LookupOutcome => {
       if (r.status === 'fulfilled') return r.value === SKIPPED ? 'skipped' : 'ok';
+      if (r.reason instanceof LookupCancelled) return 'cancelled';
       const late = r.reason instanceof LookupTimeout;
       this.opts.log.warn(
         {
@@ -152,6 +224,7 @@ export class ContextManager {
       r.status === 'fulfilled' && r.value !== SKIPPED ? (r.value as T) : empty;
 
     const ctx: TurnContext = {
+      query: q.query,
       text: '',
       documentTitles: [],
       documents: value(documents, []),
@@ -160,6 +233,7 @@ export class ContextManager {
         documents: outcome('documents', documents),
         recall: outcome('recall', recall),
       },
+      embedding,
       elapsedMs: 0,
     };
     const block = formatContext(ctx, this.opts.budgets.maxChars);
@@ -167,6 +241,26 @@ export class ContextManager {
     ctx.documentTitles = block.titles;
     ctx.elapsedMs = this.now() - started;
     return ctx;
+  }
+
+  /** Documents and recall in one round trip. */
+  private async turnContext(
+    db: TenantQuery,
+    q: TurnQuery,
+    embedding: number[],
+    signal: AbortSignal,
+  ): Promise<{ documents: DocumentMatch[]; recall: RecallMatch[] }> {
+    const { settings } = this.opts;
+    const data = (await rpc(db, signal, 'turn_context', {
+      p_query_embedding: vectorLiteral(embedding),
+      p_agent_slug: q.agentSlug,
+      p_user_id: q.userId ?? null,
+      p_match_threshold: settings.matchThreshold,
+      p_match_count: settings.ragEnabled ? settings.matchCount : 0,
+      p_recall_count: settings.recallCount,
+      p_exclude_conversation_id: q.conversationId ?? null,
+    })) as { documents?: DocumentMatch[]; recall?: RecallMatch[] } | null;
+    return { documents: data?.documents ?? [], recall: data?.recall ?? [] };
   }
 
   private async matchDocuments(

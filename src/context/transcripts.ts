@@ -15,6 +15,8 @@ export interface Turn {
   /** Identifies the turn; generated when absent. Retries of one turn never create a second row. */
   turnId?: string;
   metadata?: Record<string, unknown>;
+  /** The content's vector when it is already known (the turn's context lookup embedded it): not embedded again. */
+  embedding?: number[] | undefined;
 }
 
 export interface TranscriptStoreOptions {
@@ -43,6 +45,11 @@ export interface TranscriptStoreOptions {
   maxBuffered: number;
   /** After close(), how long unwritten turns keep being retried before they are dropped. */
   graceMs: number;
+  /**
+   * A user turn waits this long for the reply that follows it, so that both rows of the exchange
+   * go in one request (and the reply's embedding is the only one asked for). Default 30 s.
+   */
+  replyWaitMs?: number;
   retry?: { minMs: number; maxMs: number };
   /** The turn as it is to be stored (PII masked: context/redaction.ts); runs first in add(). */
   redact?: (turn: Turn) => Turn;
@@ -97,6 +104,8 @@ function writeError(what: string, res: { error: { message: string; code?: string
  * Writes each turn to conversation_transcripts (with its embedding) off the hot path: add() only
  * queues; a background loop writes in batches, creating the conversation row first, and retries
  * with backoff while the database is unreachable or refuses writes (a tier move fences them).
+ * A user turn is held until the reply that answers it (at most `replyWaitMs`), so one exchange is
+ * one request; its vector, when the turn's lookup already made it, is stored as given.
  * Every row carries an id made here and is written with ON CONFLICT DO NOTHING, so a retry after a
  * lost reply never duplicates a turn. close() flushes, retrying for `graceMs`; what is still
  * unwritten then goes to the spool (written later, by id, so exactly once), or without one is
@@ -104,6 +113,8 @@ function writeError(what: string, res: { error: { message: string; code?: string
  */
 export class TranscriptStore {
   private readonly queue: PendingRow[] = [];
+  /** The latest user turn, waiting for its reply. */
+  private held: { row: PendingRow; timer: NodeJS.Timeout } | undefined;
   private conversationCreated: boolean;
   private conversation: string;
   private agentId: string | undefined;
@@ -131,25 +142,57 @@ export class TranscriptStore {
       return;
     }
     this.lastCreatedMs = Math.max(Date.now(), this.lastCreatedMs + 1);
-    this.queue.push({
+    const row: PendingRow = {
       id: randomUUID(),
       role: turn.role,
       content: turn.content,
       turn_id: turn.turnId ?? randomUUID(),
       metadata: turn.metadata ?? {},
       created_at: new Date(this.lastCreatedMs).toISOString(),
-    });
+      ...(turn.embedding ? { embedding: turn.embedding } : {}),
+    };
+    // A user turn is followed by its reply; anything else (a greeting, a second user turn) is not
+    // waited for: what was held goes first, in spoken order.
+    const released = this.release();
+    if (turn.role === 'user') {
+      const timer = setTimeout(() => {
+        this.release();
+        this.kick();
+      }, this.opts.replyWaitMs ?? 30_000);
+      timer.unref();
+      this.held = { row, timer };
+      this.stats.pending = this.queue.length + 1;
+      if (released) this.kick();
+      return;
+    }
+    this.enqueue(row);
+    this.kick();
+  }
+
+  /** The held user turn joins the queue; false when there was none. */
+  private release(): boolean {
+    if (!this.held) return false;
+    clearTimeout(this.held.timer);
+    const { row } = this.held;
+    this.held = undefined;
+    this.enqueue(row);
+    return true;
+  }
+
+  private enqueue(row: PendingRow): void {
+    this.queue.push(row);
     if (this.queue.length > this.opts.maxBuffered) {
       const overflow = this.queue.splice(0, this.queue.length - this.opts.maxBuffered);
       this.stats.dropped += overflow.length;
       this.opts.log.error({ dropped: overflow.length }, 'transcript buffer full; oldest turns dropped');
     }
     this.stats.pending = this.queue.length;
-    this.kick();
   }
 
-  /** Resolves when everything queued so far has been written (or close() gave up on it). */
+  /** Resolves when everything added so far has been written (or close() gave up on it). */
   async flush(): Promise<void> {
+    this.release();
+    this.kick();
     while (this.loop) await this.loop;
   }
 
@@ -158,7 +201,6 @@ export class TranscriptStore {
     this.closing = true;
     const timer = setTimeout(() => this.abort.abort(), this.opts.graceMs);
     try {
-      this.kick();
       await this.flush();
     } finally {
       clearTimeout(timer);

@@ -1,3 +1,4 @@
+import '../require-node.js';
 import { Command } from 'commander';
 import { createEmbedder } from '../agent/runtime.js';
 import { type Config, ConfigError, EnvFileError, loadConfig, loadEnvFile } from '../config.js';

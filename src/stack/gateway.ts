@@ -15,6 +15,8 @@ export interface GatewayRequest {
   /** True when the bearer token was the service-role API key itself. */
   usedServiceKey: boolean;
   status: number;
+  /** When it arrived (performance.now()), to place it on a turn's timeline. */
+  at: number;
 }
 
 export interface GatewayOptions {
@@ -130,6 +132,7 @@ export class Gateway {
       bearerClientId: typeof claims.client_id === 'string' ? claims.client_id : undefined,
       usedServiceKey: bearer === this.opts.serviceRoleKey,
       status: 0,
+      at: performance.now(),
     };
     this.count++;
     this.requests.push(entry);

@@ -123,15 +123,36 @@ export class ClientConnectionManager {
     return connection;
   }
 
-  private poolClient(pool: PoolRecord): SupabaseClient {
+  /**
+   * What a job process can do before it knows its client (LiveKit's prewarm): the supabase-js
+   * client and token minter of every active pool, with its signing key imported. One platform
+   * request. Returns, per pool, a TenantQuery for a client id that no client has (the nil uuid), to
+   * run the hot path once against the pool with nothing to find.
+   */
+  async prewarm(): Promise<TenantQuery[]> {
+    const pools = await this.opts.directory.activePools();
+    return Promise.all(
+      pools.map(async (pool) => {
+        const client = this.poolClient(pool);
+        await this.minters.get(this.poolKey(pool))?.prepare();
+        return new TenantQuery(client, NIL_CLIENT, 'shared');
+      }),
+    );
+  }
+
+  private poolKey(pool: PoolRecord): string {
     const signing = pool.signing;
     const keyId = signing.alg === 'HS256' ? fingerprint(signing.secret) : signing.kid;
-    const key = `pool:${pool.id}:${pool.url}:${signing.alg}:${keyId}`;
+    return `pool:${pool.id}:${pool.url}:${signing.alg}:${keyId}`;
+  }
+
+  private poolClient(pool: PoolRecord): SupabaseClient {
+    const key = this.poolKey(pool);
     let client = this.projects.get(key);
     if (!client) {
       let minter = this.minters.get(key);
       if (!minter) {
-        minter = new TenantTokenMinter(signing, { ttlSeconds: this.opts.tokenTtlSeconds });
+        minter = new TenantTokenMinter(pool.signing, { ttlSeconds: this.opts.tokenTtlSeconds });
         this.minters.set(key, minter);
       }
       client = createSupabase(pool.url, pool.anonKey, {
@@ -170,6 +191,9 @@ function tenantFetch(minter: TenantTokenMinter, base: typeof fetch): typeof fetc
     return base(input, { ...init, headers });
   };
 }
+
+/** The nil uuid: no client has it (prewarm's probes find nothing). */
+const NIL_CLIENT = '00000000-0000-0000-0000-000000000000' as ClientId;
 
 function fingerprint(secret: string): string {
   return createHash('sha256').update(secret).digest('hex').slice(0, 12);

@@ -130,6 +130,27 @@ export class ClientDirectory {
     return entry.record;
   }
 
+  /**
+   * The active shared pools, in one request: what a job process can set up in prewarm, before it
+   * knows its client (clients and signing keys of every pool). Pools that cannot be used are left out.
+   */
+  async activePools(): Promise<PoolRecord[]> {
+    const { data, error } = await this.opts.platform
+      .from('shared_pool_config')
+      .select(columnsOf(poolColumns))
+      .eq('is_active', true)
+      .retry(false);
+    if (error)
+      throw new Error(
+        `reading shared_pool_config: ${error.message || String(error.code ?? 'network error')}`,
+      );
+    return (data ?? []).flatMap((row) => {
+      const parsed = poolColumns.safeParse(row);
+      const pool = parsed.success ? toPool(parsed.data) : undefined;
+      return pool && typeof pool !== 'string' ? [pool] : [];
+    });
+  }
+
   /** Forget a client, e.g. right after its tier move switched the platform record. */
   invalidate(clientId: string): void {
     this.cache.delete(clientId);
@@ -195,27 +216,24 @@ function toRecord(row: DirectoryRow): ClientRecord {
   }
   const p = row.pool;
   if (!p) throw new PoolUnavailableError(row.id, null, 'the client has no shared_pool_id');
-  if (p.is_active === false) throw new PoolUnavailableError(row.id, p.id, 'the pool is marked inactive');
-  if (!p.supabase_anon_key) throw new PoolUnavailableError(row.id, p.id, 'the pool has no supabase_anon_key');
+  const pool = toPool(p);
+  if (typeof pool === 'string') throw new PoolUnavailableError(row.id, p.id, pool);
+  return { ...base, project: null, pool };
+}
+
+type PoolRow = ReturnType<typeof poolColumns.parse>;
+
+/** A pool row → what sessions use of it, or why it cannot be used. */
+function toPool(p: PoolRow): PoolRecord | string {
+  if (p.is_active === false) return 'the pool is marked inactive';
+  if (!p.supabase_anon_key) return 'the pool has no supabase_anon_key';
   let signing: TenantSigningKey;
   if (p.jwt_algorithm === 'ES256') {
-    if (!p.jwt_private_key || !p.jwt_key_id) {
-      throw new PoolUnavailableError(row.id, p.id, 'ES256 pool without jwt_private_key / jwt_key_id');
-    }
+    if (!p.jwt_private_key || !p.jwt_key_id) return 'ES256 pool without jwt_private_key / jwt_key_id';
     signing = { alg: 'ES256', privateJwk: p.jwt_private_key, kid: p.jwt_key_id };
   } else {
-    if (!p.jwt_secret) throw new PoolUnavailableError(row.id, p.id, 'HS256 pool without jwt_secret');
+    if (!p.jwt_secret) return 'HS256 pool without jwt_secret';
     signing = { alg: 'HS256', secret: p.jwt_secret };
   }
-  return {
-    ...base,
-    project: null,
-    pool: {
-      id: p.id,
-      name: p.pool_name,
-      url: p.supabase_url,
-      anonKey: p.supabase_anon_key,
-      signing,
-    },
-  };
+  return { id: p.id, name: p.pool_name, url: p.supabase_url, anonKey: p.supabase_anon_key, signing };
 }

@@ -45,6 +45,14 @@ export class TenantTokenMinter {
     return token;
   }
 
+  /**
+   * Imports the signing key and signs one token that is thrown away, so the first session's token
+   * costs neither (a job process calls it in prewarm).
+   */
+  async prepare(): Promise<void> {
+    await this.mint('00000000-0000-0000-0000-000000000000');
+  }
+
   private async mint(clientId: string): Promise<string> {
     const iat = Math.floor(this.now() / 1000);
     const jwt = new SignJWT({ role: 'authenticated', client_id: clientId })
