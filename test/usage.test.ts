@@ -162,16 +162,27 @@ describe('the usage ledger', () => {
   it('a leased session leaves one row with what it used, written once: a second finish, a sweep and close again add nothing', async () => {
     const main = bed.runtime();
     const id = jobId();
+    const gateway = bed.stack.platform.gateway;
+    const leaseTrips = () => gateway.requests.map((r) => r.path).filter((p) => p.includes('session_lease'));
+    gateway.reset();
     expect((await request(main, A(), id)).answer).toBe('accepted');
+    expect(leaseTrips()).toEqual(['/rpc/acquire_session_lease']);
     expect(await leases(A().clientId)).toEqual([expect.objectContaining({ job_id: id, status: 'pending' })]);
 
     const job = bed.runtime();
     bed.openai.reset();
+    gateway.reset();
     const { prepared } = await converse(job, A(), ['How often should I clean my chain?', 'And the brakes?'], {
       userId: demo().userId,
       sessionId: id,
       lease: true,
     });
+    // The job's lease, in a session shorter than a renewal period: live at the start; ended, then finished.
+    expect(leaseTrips()).toEqual([
+      '/rpc/acquire_session_lease',
+      '/rpc/renew_session_lease',
+      '/rpc/finish_session_lease',
+    ]);
     const used = billed();
     const rows = await ledger(id);
     expect(rows).toHaveLength(1);
