@@ -53,6 +53,9 @@ beforeAll(async () => {
     OPENAI_API_KEY: 'sk-loopback',
     OPENAI_BASE_URL: openai.baseURL,
     EMBEDDING_PROVIDER: 'openai',
+    // Order and content are asserted here, not speed (the bench measures that with the real
+    // budget): on a loaded CI machine a 350 ms budget can cut the lookup and leave the reply bare.
+    CONTEXT_BUDGET_MS: '5000',
     LOG_LEVEL: 'silent',
   });
   const demo = stack.demo!;

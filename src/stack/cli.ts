@@ -1,4 +1,5 @@
 import '../require-node.js';
+import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
 import { createEmbedder } from '../agent/runtime.js';
 import { type Config, ConfigError, EnvFileError, loadConfig, loadEnvFile } from '../config.js';
@@ -85,6 +86,9 @@ try {
   for (const [k, v] of Object.entries(stack.env())) console.log(`${k}=${v}`);
   console.log(`LOCAL_STACK_CONTROL_URL=${control.url}`);
   console.log(`LOCAL_STACK_CONTROL_TOKEN=${control.token}`);
+  // Clients' secrets (tools, webhook signatures) are encrypted under SECRETS_KEY: a key for this
+  // stack's life (its databases are too), unless one is configured.
+  if (!config.secrets.key) console.log(`SECRETS_KEY=${randomBytes(32).toString('base64')}`);
   const rssMb = Math.round(process.memoryUsage().rss / 1024 / 1024);
   console.error(`# started in ${Math.round(stack.startupMs)} ms, resident memory ${rssMb} MB`);
   console.log('stack ready');
