@@ -129,9 +129,11 @@ describe('/metrics on the health port', () => {
     expect(body).not.toContain('tyre');
   }, 60_000);
 
-  it('everything else on the port is LiveKit’s: before its server listens, / is 503 (not ready)', async () => {
+  it('everything else on the port is LiveKit’s: before its server listens, / is 503 (not ready) and /worker 200 (alive)', async () => {
     const res = await fetch(`http://127.0.0.1:${health.port}/`);
     expect([res.status, await res.text()]).toEqual([503, 'worker starting\n']);
+    const alive = await fetch(`http://127.0.0.1:${health.port}/worker`);
+    expect([alive.status, await alive.json()]).toEqual([200, { state: 'starting' }]);
     const post = await fetch(`http://127.0.0.1:${health.port}/metrics`, { method: 'POST' });
     expect(post.status).toBe(405);
   });

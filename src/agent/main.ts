@@ -80,12 +80,13 @@ async function main(): Promise<void> {
       ...afterSessionDeps(runtime),
     });
   };
-  // LiveKit drains the jobs on SIGTERM and then exits; from then on this worker takes no new
-  // items, and what it was doing resumes on another worker once its lease expires.
-  process.once('SIGTERM', () => {
-    log.info('SIGTERM: draining; running sessions may finish (up to 15 min), no new jobs are taken');
-    void background?.stop();
-  });
+  // Until LiveKit's worker runs (its own handler drains and exits), a SIGTERM stops the start: a
+  // listener of ours would otherwise keep Node from exiting on it, and nothing would.
+  const sigtermWhileStarting = () => {
+    log.info('SIGTERM while starting: stopping');
+    process.exit(143);
+  };
+  process.once('SIGTERM', sigtermWhileStarting);
   process.once('exit', (code) => log.info({ exit_code: code }, 'worker stopped'));
   // LiveKit's own lines in our format; while no LiveKit server answers, one line says so (the
   // worker keeps retrying, its health endpoint up with 503, so probes see a live process).
@@ -103,7 +104,19 @@ async function main(): Promise<void> {
   routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
   // HEALTH_PORT is ours: /metrics here, / and /worker passed to LiveKit's server behind it.
   const { health, liveKitPort } = await serveWorkerHealth(runtime, config.healthPort, log);
-  void reportReady(health.port, liveKitPort, log);
+  void reportReady(health.port, liveKitPort, log).then((ready) => {
+    if (!ready) return;
+    // LiveKit's worker runs (its health server answers): its own handler drains the jobs on SIGTERM
+    // and then exits. (Before that, @livekit/agents 1.9 hangs on a SIGTERM that lands while its
+    // inference process starts: its close() waits for a run() that then never ends. So until
+    // here, ours stops the process.) From then on this worker takes no new items, and what it was
+    // doing resumes on another worker once its lease expires.
+    process.off('SIGTERM', sigtermWhileStarting);
+    process.once('SIGTERM', () => {
+      log.info('SIGTERM: draining; running sessions may finish (up to 15 min), no new jobs are taken');
+      void background?.stop();
+    });
+  });
   cli.runApp(
     new ServerOptions({
       // Source under tsx (npm run dev/start) or compiled dist/ (the container).
@@ -135,8 +148,8 @@ async function main(): Promise<void> {
   );
 }
 
-/** One line once LiveKit's health server (behind ours) answers: how long the start took and what it holds. */
-async function reportReady(port: number, liveKitPort: number, log: typeof rootLogger): Promise<void> {
+/** One line once LiveKit's health server (behind ours) answers: how long the start took and what it holds; false if it never did. */
+async function reportReady(port: number, liveKitPort: number, log: typeof rootLogger): Promise<boolean> {
   const until = Date.now() + 120_000;
   while (Date.now() < until) {
     try {
@@ -147,11 +160,12 @@ async function reportReady(port: number, liveKitPort: number, log: typeof rootLo
         { ready_ms: Math.round(performance.now()), rss_mb: rssMb, processes, health_port: port },
         `worker ready in ${seconds} s, ${rssMb} MB resident in ${processes} processes; health on port ${port} (503 until LiveKit takes the worker)`,
       );
-      return;
+      return true;
     } catch {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+  return false;
 }
 
 await main();

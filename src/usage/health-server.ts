@@ -52,9 +52,16 @@ export async function startHealthServer(opts: {
         answer.pipe(res);
       },
     );
-    // Before LiveKit's server listens (the first moments of the start): not ready.
+    // Before LiveKit's server listens (the first moments of the start): not ready (GET /), but
+    // alive (GET /worker, the liveness probe: 200 whenever the process answers).
     upstream.on('error', () => {
-      if (!res.headersSent) res.writeHead(503, { 'content-type': 'text/plain' });
+      if (res.headersSent) return void res.end();
+      if (path === '/worker') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ state: 'starting' }));
+        return;
+      }
+      res.writeHead(503, { 'content-type': 'text/plain' });
       res.end('worker starting\n');
     });
     req.pipe(upstream);
