@@ -52,7 +52,15 @@ const round = (value: number | undefined): number | null =>
  */
 export class TurnLatencyRecorder {
   private user: { metrics: llm.MetricsReport; createdAt: number } | undefined;
-  /** The first LLM request that completed since the last reply (a cancelled preemptive one is not it). */
+  /**
+   * The speech that answers the last user turn (agents' end-of-utterance metrics name it). A
+   * preemptive generation that was thrown away can finish before it (not cancelled, another
+   * speech id): its request is not the reply's.
+   */
+  private answeringSpeechId: string | undefined;
+  /** Each speech's first LLM request that completed (a cancelled one is not it). */
+  private readonly llmTtftBySpeech = new Map<string, number>();
+  /** The first LLM request that completed since the last reply: a text turn has no speech id to match. */
   private llmTtftMs: number | undefined;
   /** The context the last reply was given: the next reply's must be a new one. */
   private usedContext: TurnContext | undefined;
@@ -61,8 +69,16 @@ export class TurnLatencyRecorder {
     this.user = { metrics: message.metrics ?? {}, createdAt: message.createdAt };
   }
 
+  endOfUtterance(m: metrics.EOUMetrics): void {
+    this.answeringSpeechId = m.speechId;
+  }
+
   llmMetrics(m: metrics.LLMMetrics): void {
-    if (!m.cancelled && this.llmTtftMs === undefined) this.llmTtftMs = m.ttftMs;
+    if (m.cancelled) return;
+    if (this.llmTtftMs === undefined) this.llmTtftMs = m.ttftMs;
+    if (m.speechId !== undefined && !this.llmTtftBySpeech.has(m.speechId)) {
+      this.llmTtftBySpeech.set(m.speechId, m.ttftMs);
+    }
   }
 
   /** The latency of this reply (undefined when it answers no user turn); `context` is what the sidekick last looked up. */
@@ -70,9 +86,14 @@ export class TurnLatencyRecorder {
     // Said by itself (text straight to speech): agents sets llmNodeTtft only on what the LLM wrote.
     if (message.metrics?.llmNodeTtft === undefined) return undefined;
     const user = this.user;
-    const llmTtftMs = this.llmTtftMs;
+    const llmTtftMs =
+      this.answeringSpeechId !== undefined
+        ? this.llmTtftBySpeech.get(this.answeringSpeechId)
+        : this.llmTtftMs;
     const fresh = context !== undefined && context !== this.usedContext ? context : undefined;
     this.user = undefined;
+    this.answeringSpeechId = undefined;
+    this.llmTtftBySpeech.clear();
     this.llmTtftMs = undefined;
     if (fresh) this.usedContext = fresh;
     if (!user) return undefined;

@@ -94,7 +94,9 @@ export class SessionMeter {
     this.session = session;
     const { metrics, tier } = this.opts;
     session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: m }) => {
-      if (m.type === 'llm_metrics') {
+      if (m.type === 'eou_metrics') {
+        this.latency.endOfUtterance(m as metrics.EOUMetrics);
+      } else if (m.type === 'llm_metrics') {
         this.latency.llmMetrics(m as metrics.LLMMetrics);
         if (!m.cancelled) metrics?.llmTtftSeconds.observe({ tier }, m.ttftMs / 1000);
       } else if (m.type === 'tts_metrics' && !m.cancelled && m.ttfbMs >= 0) {
