@@ -134,6 +134,15 @@ describe('agents tools add: refused where it is written', () => {
       'name: must be letters, digits and "_"',
     ],
     [
+      'parameters that are not a JSON Schema',
+      [
+        ...['--name', 'x6', '--description', 'd', '--url', 'https://api.example.com/'],
+        '--parameters',
+        '{"type":"object","properties":{"n":{"type":"strnig"}}}',
+      ],
+      'parameters: is not a valid JSON Schema: schema is invalid: data/properties/n/type',
+    ],
+    [
       'the built-in name',
       ['--name', 'end_call', '--description', 'd', '--url', 'https://api.example.com/'],
       'name: is the name of a built-in tool',
@@ -209,6 +218,8 @@ describe('agents tools test, list, remove', () => {
         'bike-guide',
         '--name',
         'order_status',
+        '--args',
+        '{"order_number":"A-8"}',
         '--json',
       ],
       env,
@@ -218,6 +229,28 @@ describe('agents tools test, list, remove', () => {
       status: 'error',
       model_sees: 'The order_status service failed (HTTP 503).',
     });
+
+    // Arguments that do not fit the tool's parameters never reach the endpoint.
+    const sent = endpoint.requests.length;
+    const bad = await sidekick(
+      [
+        'agents',
+        'tools',
+        'test',
+        '--client',
+        A().clientId,
+        '--agent',
+        'bike-guide',
+        '--name',
+        'order_status',
+      ],
+      env,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      "--args: The order_status tool's arguments do not fit its parameters (order_number is missing); nothing was sent.",
+    );
+    expect(endpoint.requests.length).toBe(sent);
   });
 
   it('remove takes a tool out; an unknown name is exit 2', async () => {

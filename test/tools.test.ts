@@ -305,6 +305,34 @@ describe('a failing tool gives the model a short error and the session goes on',
     expect(turns[6]!.metadata.truncated).toBe(true);
     expect(JSON.stringify(turns)).not.toContain('db password');
   });
+
+  it("arguments that do not fit the tool's parameters reach no endpoint; the model is told which field, and its retry goes through", async () => {
+    await setTools(A(), {
+      tools: [
+        httpTool('order_status', '/orders', {
+          parameters: {
+            type: 'object',
+            properties: { order_number: { type: 'string', pattern: '^A-\\d+$' }, rush: { type: 'boolean' } },
+            required: ['order_number'],
+            additionalProperties: false,
+          },
+        }),
+      ],
+    });
+    const before = endpoint.requests.length;
+    const { prepared } = await converse(A(), [
+      'call order_status with {"rush":"yes","note":"hi"}',
+      'call order_status with {"order_number":"A-12"}',
+    ]);
+    expect(toolResults()[0]).toBe(
+      "The order_status tool's arguments do not fit its parameters (order_number is missing; note is not a parameter of this tool; rush must be boolean); nothing was sent.",
+    );
+    expect(endpoint.requests.slice(before).map((r) => JSON.parse(r.body).arguments)).toEqual([
+      { order_number: 'A-12' },
+    ]);
+    const turns = await toolTurns(prepared);
+    expect(turns.map((t) => t.metadata.status)).toEqual(['invalid_arguments', 'ok']);
+  });
 });
 
 describe('the tier gate and bad config at session start', () => {

@@ -164,7 +164,8 @@ export function toolsCommands(agents: Command, ctx: CommandContext): void {
           ctx.out(`the model would see: ${t.modelSees}${r.truncated ? '  (cut)' : ''}`);
           ctx.out(`in sessions: ${t.inSessions.enabled ? 'yes' : 'no'}, ${t.inSessions.reason}`);
         }
-        // Refused: the URL must change (2); anything else failed and may work on a retry (1).
+        // Refused: the URL or --args must change (2); anything else failed and may work on a retry (1).
+        if (r.status === 'invalid_arguments') throw new UsageError(`--args: ${t.modelSees}`);
         if (r.status === 'refused')
           throw new UsageError(`${r.tool}: the endpoint's address is refused by the outbound guard`);
         if (r.status !== 'ok') throw new Error(`${r.tool}: the call did not succeed (${r.status})`);

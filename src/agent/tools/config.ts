@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { isSecretFieldName } from '../../log.js';
 import { UsageError } from '../../ops/errors.js';
 import { SECRET_NAME, SECRET_NAME_RULE } from '../../secrets/store.js';
+import { schemaProblem } from './arguments.js';
 
 /** What the model calls a tool by (OpenAI allows [a-zA-Z0-9_-]{1,64}; MCP tools get a prefix). */
 export const TOOL_NAME = /^[a-zA-Z][a-zA-Z0-9_]{0,47}$/;
@@ -94,7 +95,12 @@ const parameters = z
   .refine(
     (p) => (p.required ?? []).every((r) => r in p.properties),
     'names a required property that is not in properties',
-  );
+  )
+  .superRefine((p, ctx) => {
+    // What cannot check the model's arguments cannot gate what reaches the client's endpoint.
+    const problem = schemaProblem(p);
+    if (problem) ctx.addIssue({ code: 'custom', message: `is not a valid JSON Schema: ${problem}` });
+  });
 
 export const httpToolSchema = z
   .object({

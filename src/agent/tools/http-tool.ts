@@ -8,9 +8,11 @@
 
 import { llm } from '@livekit/agents';
 import { type OutboundClient, OutboundError, type OutboundResponse } from '../../outbound/index.js';
+import { argumentProblems } from './arguments.js';
 import type { HttpTool } from './config.js';
 
-export type ToolCallStatus = 'ok' | 'error' | 'timeout' | 'refused' | 'failed';
+/** invalid_arguments: the model's arguments did not fit the tool's parameters; nothing was sent. */
+export type ToolCallStatus = 'ok' | 'error' | 'timeout' | 'refused' | 'failed' | 'invalid_arguments';
 
 /** What the transcript keeps of one call. */
 export interface ToolCallRecord {
@@ -142,6 +144,14 @@ export async function callHttpTool(
     latencyMs: Math.round(performance.now() - started),
     ...r,
   });
+  const problems = argumentProblems(spec.parameters, args);
+  if (problems.length > 0) {
+    const message = `The ${spec.name} tool's arguments do not fit its parameters (${problems.join('; ')}); nothing was sent.`;
+    return {
+      record: done({ status: 'invalid_arguments', shown: message, truncated: false }),
+      error: message,
+    };
+  }
   // The filler covers a slow call: said once, only if the answer is not back by then.
   const slow = spec.filler && call.onSlow ? setTimeout(call.onSlow, spec.filler.after_ms) : undefined;
   let res: OutboundResponse;
