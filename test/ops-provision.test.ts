@@ -290,7 +290,9 @@ describe('a dedicated project holds one client', () => {
     const second = await provisionClient(deps, { name: 'Second Co', tier: 'paragon' }).catch((e) => e);
     expect(second).toBeInstanceOf(UsageError);
     expect(second.message).toContain(`project shared-by-mistake already holds client ${first.client.id}`);
-    expect(second.message).toMatch(/run again with --id [0-9a-f-]{36} to finish/);
+    expect(second.message).toMatch(
+      /run again with --id ([0-9a-f-]{36}) to finish, or remove the failed record: `sidekick clients delete --client \1`/,
+    );
   });
 });
 

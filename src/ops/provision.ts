@@ -91,7 +91,7 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
     if (twins.length) {
       const t = twins[0]!;
       throw new UsageError(
-        `--name: client ${t.id} is already called "${t.name}" (${t.tier}, ${t.provisioning_status}); to finish that one run again with --id ${t.id}, or choose another name, or pass --allow-duplicate-name`,
+        `--name: client ${t.id} is already called "${t.name}" (${t.tier}, ${t.provisioning_status}); to finish that one run again with --id ${t.id}${t.provisioning_status === 'ready' ? '' : ` (or remove it: \`sidekick clients delete --client ${t.id}\`)`}, or choose another name, or pass --allow-duplicate-name`,
       );
     }
     const inserted = await deps.platform.insertClient({
@@ -121,7 +121,9 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
     return { client: row, created, alreadyReady: false };
   } catch (err) {
     // Without the id a re-run would register a second client (and maybe a second project).
-    if (!req.clientId && err instanceof Error) err.message += ` (run again with --id ${id} to finish)`;
+    // The failed record stays (status failed) so that either is possible.
+    if (!req.clientId && err instanceof Error)
+      err.message += ` (run again with --id ${id} to finish, or remove the failed record: \`sidekick clients delete --client ${id}\`)`;
     const reason = (err as Error).message;
     await deps.platform
       .updateClient(id, { provisioning_status: 'failed', provisioning_error: reason.slice(0, 2000) })
