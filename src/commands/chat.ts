@@ -34,7 +34,8 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
       try {
         // The demo's sidekick and user stand in for what is not given, on the embedded stack only.
         const demo = o.client ? undefined : embedded.stack?.demo;
-        if (!(o.client ?? demo)) throw new UsageError(
+        if (!(o.client ?? demo))
+          throw new UsageError(
             '--client: which client to talk to (a uuid; `sidekick clients list` shows them): a configured platform has no demo sidekick to default to',
           );
         if (!(o.agent ?? demo)) {
