@@ -218,8 +218,8 @@ describe('agents: a new adventurer gets its sidekick from the CLI', () => {
     expect(dry.code).toBe(2);
     expect(dry.stdout).toMatch(/would delete sidekick bike-guide/);
     expect(dry.stdout).toMatch(/2 document links/);
-    expect(dry.stdout).toMatch(/1 conversations and their 2 transcript rows/);
-    expect(dry.stdout).toMatch(/1 user overviews/);
+    expect(dry.stdout).toMatch(/1 conversation and their 2 transcript rows/);
+    expect(dry.stdout).toMatch(/1 user overview of this sidekick/);
     expect(dry.stdout).toMatch(/2 documents no other sidekick uses are kept/);
     expect(dry.stderr).toMatch(/--yes: nothing was deleted/);
     expect(await poolCount('agents', acme.clientId)).toBe(1);

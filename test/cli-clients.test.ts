@@ -151,14 +151,14 @@ describe('clients list, show', () => {
     const acme = all.clients.find((c) => c.id === stack.demo!.adventurers[0]!.clientId)!;
     expect(acme).toMatchObject({
       tier: 'adventurer',
-      hostingType: 'shared',
+      hosting_type: 'shared',
       status: 'ready',
       pool: { name: 'adventurer_pool' },
       counts: { sidekicks: 1, documents: 2, conversations: 1 },
     });
     const nimbus = all.clients.find((c) => c.id === stack.demo!.champion.clientId)!;
     expect(nimbus).toMatchObject({
-      hostingType: 'dedicated',
+      hosting_type: 'dedicated',
       project: { ref: 'local-dedicated' },
       counts: { documents: 2 },
     });
@@ -261,7 +261,7 @@ describe('clients delete', () => {
     expect(done.code, done.stderr).toBe(0);
     expect(json(done)).toMatchObject({
       deleted: true,
-      deletedRows: { agents: 1, documents: 2, conversation_transcripts: 2 },
+      deleted_rows: { agents: 1, documents: 2, conversation_transcripts: 2 },
     });
     expect(Object.values(await poolRows(acme.clientId)).every((n) => n === 0)).toBe(true);
     expect(await poolRows(bloom.clientId)).toEqual(bloomBefore);
@@ -305,7 +305,7 @@ describe('clients upgrade and cleanup', () => {
     expect(json(up)).toMatchObject({ outcome: 'cleanup_pending', tier: 'champion' });
     const first = await sidekick(['clients', 'cleanup', '--client', c.id, '--json'], env);
     expect(first.code, first.stderr).toBe(0);
-    expect(json(first)).toMatchObject({ deleted: { agents: 1 }, nothingLeft: false });
+    expect(json(first)).toMatchObject({ deleted: { agents: 1 }, nothing_left: false });
     const second = await sidekick(['clients', 'cleanup', '--client', c.id], env);
     expect(second.code, second.stderr).toBe(0);
     expect(second.stdout).toMatch(

@@ -149,7 +149,7 @@ describe('docs add of a changed file replaces the document atomically', () => {
     const path = await file('hours.txt', 'The shop opens at nine on weekdays.');
     const a = await sidekick(['docs', 'add', '--client', clientId, '--agent', 'guide', path, '--json'], env);
     expect(a.code, a.stderr).toBe(0);
-    const v1 = json<{ documents: Array<{ documentId: string }> }>(a).documents[0]!.documentId;
+    const v1 = json<{ documents: Array<{ document_id: string }> }>(a).documents[0]!.document_id;
     await writeFile(path, 'The shop opens at ten on weekdays and at noon on Sundays.');
     await stack.platform.sql.query(
       `UPDATE clients SET tier_features = '{"max_documents": 1}' WHERE id = $1`,
@@ -159,9 +159,9 @@ describe('docs add of a changed file replaces the document atomically', () => {
       const b = await sidekick(['docs', 'add', '--client', clientId, '--agent', 'guide', path], env);
       expect(b.code, b.stderr).toBe(0);
       expect(b.stdout).toMatch(
-        new RegExp(`^replaced\\s+\\S+\\s+hours\\.txt\\s+1 chunks\\s+\\(replaces ${v1}\\)`),
+        new RegExp(`^replaced\\s+\\S+\\s+hours\\.txt\\s+1 chunk\\s+\\(replaces ${v1}\\)`),
       );
-      expect(b.stderr).toMatch(/hours\.txt: replaced \(1 chunks\)/);
+      expect(b.stderr).toMatch(/hours\.txt: replaced \(1 chunk\)/);
       const again = await sidekick(
         ['docs', 'add', '--client', clientId, '--agent', 'guide', path, '--json'],
         env,
@@ -244,8 +244,8 @@ describe('docs show, docs remove', () => {
     expect(d).toMatchObject({
       title: 'tyres.md',
       status: 'ready',
-      embeddingModel: 'local-hashing-v1',
-      embeddingDimensions: 1024,
+      embedding_model: 'local-hashing-v1',
+      embedding_dimensions: 1024,
       bytes: Buffer.byteLength(
         '# Tyres\n\nRoad tyres run at 80 to 100 psi.\n\nGravel tyres at 35 to 50 psi.',
       ),
@@ -253,7 +253,7 @@ describe('docs show, docs remove', () => {
       sidekicks: [expect.objectContaining({ slug: 'guide', enabled: true })],
     });
     expect(d.chunks).toBeGreaterThanOrEqual(1);
-    expect((d.chunkPreview as unknown[]).length).toBe(d.chunks);
+    expect((d.chunk_preview as unknown[]).length).toBe(d.chunks);
     const human = await sidekick(['docs', 'show', '--client', clientId, String(d.id)], env);
     expect(human.stdout).toMatch(/embedded\s+local-hashing-v1, 1024 dimensions/);
     expect(human.stdout).toMatch(/sidekicks\s+guide/);
@@ -521,7 +521,7 @@ describe('the embedding model of a sidekick’s documents', () => {
         /re-embedded\s+\S+\s+flaky\.md\s+12 chunks \(was local-hashing-v1; resumed at 5\)/,
       );
       expect(again.stdout).toMatch(
-        /1 documents re-embedded with text-embedding-3-small \(1024 dimensions\), 0 already were/,
+        /1 document re-embedded with text-embedding-3-small \(1024 dimensions\), 0 already were/,
       );
       const listed = await sidekick(['docs', 'list', '--client', clientId], withOpenAI);
       expect(listed.stdout.trim().split('\n')).toHaveLength(1);

@@ -147,7 +147,7 @@ describe('npm run sidekick, step by step in processes of its own', () => {
     expect(chat.stdout).toMatch(
       /Lounge Host: From your documents: The Zenith lounge in terminal 3 opens at 5:30 every morning/,
     );
-    expect(chat.stderr).toMatch(/1 turns; transcript rows written \d+, dropped 0/);
+    expect(chat.stderr).toMatch(/1 turn; transcript rows written \d+, dropped 0/);
 
     // Bad input in a process of its own: exit 2, the field named, nothing of the database's syntax.
     const bad = await run(['agents', 'list', '--client', 'zenith']);

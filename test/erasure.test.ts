@@ -1,12 +1,29 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Erasure, UserRecord } from '../src/ops/erasure.js';
 import type { LocalProject } from '../src/stack/project.js';
 import type { LocalStack } from '../src/stack/stack.js';
 import { createSupabase } from '../src/tenancy/supabase.js';
 import { WorkQueue } from '../src/work/queue.js';
 import { json, sidekick, stackEnv } from './support/cli.js';
 import { startTestStack } from './support/stack.js';
+
+/** `users forget --json` (keys snake_case, as every `--json`). */
+interface ErasureJson {
+  client_id: string;
+  user_id: string;
+  deleted: boolean;
+  removes: { conversations: number; transcripts: number; overviews: number; work_items: number };
+}
+
+/** `users show --json`. */
+interface UserRecordJson {
+  client_id: string;
+  user_id: string;
+  overviews: Array<{ sidekick: string | null; sections: Record<string, unknown>; updated_at: string | null }>;
+  conversations: { count: number; first: string | null; last: string | null };
+  transcripts: { count: number; first: string | null; last: string | null };
+  work: Array<{ kind: string; status: string; count: number }>;
+}
 
 /**
  * "Forget me": `sidekick users forget` leaves nothing of that user in that client's database (pool
@@ -116,7 +133,7 @@ describe('users show and users forget', () => {
       });
     }
 
-    const shown = json<UserRecord>(
+    const shown = json<UserRecordJson>(
       await sidekick(['users', 'show', '--client', A().clientId, '--user', U, '--json'], env()),
     );
     expect(shown.conversations.count).toBe(2);
@@ -140,14 +157,33 @@ describe('users show and users forget', () => {
 
     const othersBefore = await everythingBut(stack.pool, U);
     const bBefore = await leftOf(stack.pool, U, B().clientId);
-    const run = await sidekick(['users', 'forget', '--client', A().clientId, '--user', U, '--json'], env());
-    expect(run.code).toBe(0);
-    expect(json<Erasure>(run).deleted).toEqual({
-      conversations: 2,
-      transcripts: 6,
-      overviews: 2,
-      work_items: 2,
+    const counts = { conversations: 2, transcripts: 6, overviews: 2, work_items: 2 };
+    // Without --yes: what would go, exit 2, and nothing goes (like clients delete and agents delete).
+    const dry = await sidekick(['users', 'forget', '--client', A().clientId, '--user', U], env());
+    expect(dry.code).toBe(2);
+    expect(dry.stdout).toBe(
+      `would forget user ${U} of client ${A().clientId}: 2 conversations, 6 turns, 2 overviews, 2 work items\n`,
+    );
+    expect(dry.stderr).toMatch(/--yes: nothing was deleted; run again with --yes to delete the data of user/);
+    const dryJson = await sidekick(
+      ['users', 'forget', '--client', A().clientId, '--user', U, '--json'],
+      env(),
+    );
+    expect(dryJson.code).toBe(2);
+    expect(json<ErasureJson>(dryJson)).toEqual({
+      client_id: A().clientId,
+      user_id: U,
+      deleted: false,
+      removes: counts,
     });
+    expect(await leftOf(stack.pool, U, A().clientId)).toBeGreaterThan(0);
+
+    const run = await sidekick(
+      ['users', 'forget', '--client', A().clientId, '--user', U, '--yes', '--json'],
+      env(),
+    );
+    expect(run.code).toBe(0);
+    expect(json<ErasureJson>(run)).toMatchObject({ deleted: true, removes: counts });
 
     expect(await leftOf(stack.pool, U, A().clientId)).toBe(0);
     expect(await leftOf(stack.pool, U, B().clientId)).toBe(bBefore);
@@ -158,12 +194,15 @@ describe('users show and users forget', () => {
     expect(work).toHaveLength(4);
     expect(work.filter((w) => w.client_id === A().clientId && w.user === U)).toEqual([]);
 
-    // Again: nothing left to forget, and show says so.
-    const again = json<Erasure>(
+    // Again, even without --yes (nothing left to lose): nothing left to forget, and show says so.
+    const again = json<ErasureJson>(
       await sidekick(['users', 'forget', '--client', A().clientId, '--user', U, '--json'], env()),
     );
-    expect(again.deleted).toEqual({ conversations: 0, transcripts: 0, overviews: 0, work_items: 0 });
-    const after = json<UserRecord>(
+    expect(again).toMatchObject({
+      deleted: true,
+      removes: { conversations: 0, transcripts: 0, overviews: 0, work_items: 0 },
+    });
+    const after = json<UserRecordJson>(
       await sidekick(['users', 'show', '--client', A().clientId, '--user', U, '--json'], env()),
     );
     expect(after).toMatchObject({
@@ -178,7 +217,7 @@ describe('users show and users forget', () => {
     await history(stack.dedicated, { agentId: C().agentId }, U);
     await history(stack.dedicated, { agentId: C().agentId }, OTHER);
     const othersBefore = await everythingBut(stack.dedicated, U);
-    const run = await sidekick(['users', 'forget', '--client', C().clientId, '--user', U], env());
+    const run = await sidekick(['users', 'forget', '--client', C().clientId, '--user', U, '--yes'], env());
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(
       `forgot user ${U} of client ${C().clientId}: 2 conversations, 6 turns, 2 overviews, 0 work items deleted\n`,

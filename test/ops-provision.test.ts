@@ -485,7 +485,7 @@ describe('a dedicated project belongs to one client, whatever URL names it', () 
     const first = await cli(['clients', 'verify', '--client', client.id], {});
     expect(first).toMatchObject({ code: 0 });
     expect(first.stdout).toContain(
-      `client ${client.id} is now recorded as the owner of project ${client.supabase_project_ref} (it had no owner record; 1 sidekick(s))`,
+      `client ${client.id} is now recorded as the owner of project ${client.supabase_project_ref} (it had no owner record; 1 sidekick)`,
     );
     const again = await cli(['clients', 'verify', '--client', client.id, '--json'], {});
     expect(JSON.parse(again.stdout)).toMatchObject({ hosting: 'dedicated', owner: 'already' });

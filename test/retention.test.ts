@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRuntime } from '../src/agent/runtime.js';
 import { loadConfig } from '../src/config.js';
 import { PlatformAdmin } from '../src/ops/platform.js';
-import { RETENTION_LEASE, type SweepResult, sweepIfDue } from '../src/ops/retention.js';
+import { RETENTION_LEASE, sweepIfDue } from '../src/ops/retention.js';
 import type { LocalProject } from '../src/stack/project.js';
 import type { LocalStack } from '../src/stack/stack.js';
 import { Leases } from '../src/work/leases.js';
@@ -105,7 +105,21 @@ async function expectSwept(db: LocalProject, p: Planted, swept: boolean) {
   expect(expiredConvs).toEqual(swept ? [] : [...p.expired.conversations].sort());
 }
 
-const sweepOf = (r: SweepResult, clientId: string) => r.clients.find((c) => c.clientId === clientId);
+/** `retention run --json` (keys snake_case, as every `--json`). */
+interface SweepJson {
+  dry_run: boolean;
+  clients: Array<{
+    client_id: string;
+    hosting: string;
+    retention_days: number | null;
+    skipped?: string;
+    transcripts: number;
+    conversations: number;
+    pages: number;
+    seconds: number;
+  }>;
+}
+const sweepOf = (r: SweepJson, clientId: string) => r.clients.find((c) => c.client_id === clientId);
 
 describe('retention per tier', () => {
   let a: Planted;
@@ -121,15 +135,15 @@ describe('retention per tier', () => {
     c = await plant(stack.dedicated, { agentId: C().agentId }, 365);
     const run = await sidekick(['retention', 'run', '--dry-run', '--json'], env());
     expect(run.code).toBe(0);
-    const r = json<SweepResult>(run);
-    expect(r.dryRun).toBe(true);
+    const r = json<SweepJson>(run);
+    expect(r.dry_run).toBe(true);
     for (const [client, days] of [
       [A(), 30],
       [B(), 30],
       [C(), 365],
     ] as const) {
       expect(sweepOf(r, client.clientId)).toMatchObject({
-        retentionDays: days,
+        retention_days: days,
         transcripts: 3,
         conversations: 1,
       });
@@ -141,9 +155,7 @@ describe('retention per tier', () => {
   it('--client sweeps that client only: its expired rows go, every other row stays', async () => {
     const run = await sidekick(['retention', 'run', '--client', A().clientId, '--page-size', '2'], env());
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(
-      /^deleted 3 turns and 1 conversations of 1 clients in [\d.]+ s \(\d+ rows\/s\)/,
-    );
+    expect(run.stdout).toMatch(/^deleted 3 turns and 1 conversation of 1 client in [\d.]+ s \(\d+ rows\/s\)/);
     expect(run.stderr).toContain(`${A().clientId} Acme Bikes: adventurer, 30 days`);
     await expectSwept(stack.pool, a, true);
     await expectSwept(stack.pool, b, false);
@@ -157,7 +169,7 @@ describe('retention per tier', () => {
   });
 
   it('every client, both schemas: the pool’s by the adventurer’s 30 days, the project’s by the champion’s 365', async () => {
-    const r = json<SweepResult>(await sidekick(['retention', 'run', '--json'], env()));
+    const r = json<SweepJson>(await sidekick(['retention', 'run', '--json'], env()));
     expect(sweepOf(r, A().clientId)).toMatchObject({ transcripts: 0, conversations: 0 });
     expect(sweepOf(r, B().clientId)).toMatchObject({ transcripts: 3, conversations: 1 });
     expect(sweepOf(r, C().clientId)).toMatchObject({
@@ -175,11 +187,9 @@ describe('retention per tier', () => {
       `UPDATE clients SET tier_features = '{"transcript_retention_days": null}' WHERE id = $1`,
       [B().clientId],
     );
-    let r = json<SweepResult>(
-      await sidekick(['retention', 'run', '--client', B().clientId, '--json'], env()),
-    );
+    let r = json<SweepJson>(await sidekick(['retention', 'run', '--client', B().clientId, '--json'], env()));
     expect(sweepOf(r, B().clientId)).toMatchObject({
-      retentionDays: null,
+      retention_days: null,
       skipped: 'kept without limit',
       transcripts: 0,
     });
@@ -189,7 +199,7 @@ describe('retention per tier', () => {
       `UPDATE clients SET tier_features = '{"transcript_retention_days": 0}' WHERE id = $1`,
       [B().clientId],
     );
-    r = json<SweepResult>(await sidekick(['retention', 'run', '--client', B().clientId, '--json'], env()));
+    r = json<SweepJson>(await sidekick(['retention', 'run', '--client', B().clientId, '--json'], env()));
     // 0 days: every turn and conversation of the client goes, the seeded history too.
     const [left] = await stack.pool.sql.query<{ n: number }>(
       'SELECT (SELECT count(*) FROM conversation_transcripts WHERE client_id = $1) + (SELECT count(*) FROM conversations WHERE client_id = $1) AS n',
@@ -280,7 +290,7 @@ describe('speed', () => {
          FROM c, generate_series(1, $4::int)`,
       [A().clientId, A().agentId, conversations, perConversation],
     );
-    const run = json<SweepResult>(
+    const run = json<SweepJson>(
       await sidekick(['retention', 'run', '--client', A().clientId, '--page-size', '1000', '--json'], env()),
     );
     const a = sweepOf(run, A().clientId)!;

@@ -446,7 +446,7 @@ describe('sidekick usage', () => {
     expect(bike.latency.tts_ttfb).toBeUndefined();
 
     const text = await sidekick(['usage', '--client', A().clientId], env);
-    expect(text.stdout).toContain(`sidekick ${A().agentSlug}: 2 session(s), ${ledgerA!.minutes} min`);
+    expect(text.stdout).toContain(`sidekick ${A().agentSlug}: 2 sessions, ${ledgerA!.minutes} min`);
     expect(text.stdout).toMatch(/\n {4}e2e +\d+ +\d+\.\d +\d+\.\d +\d+\.\d\n/);
 
     const top = json<{ by: string; clients: TopClient[] }>(

@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { UsageError } from '../ops/errors.js';
 import {
   checkSpec,
   createSidekick,
@@ -14,7 +13,14 @@ import {
   showSidekick,
   updateSidekick,
 } from '../ops/sidekicks.js';
-import { type CommandContext, parseJsonObject, parseSidekick, parseUuid } from './shared.js';
+import {
+  type CommandContext,
+  confirmationNeeded,
+  parseJsonObject,
+  parseSidekick,
+  parseUuid,
+  plural,
+} from './shared.js';
 import { toolsCommands } from './tools.js';
 
 interface SpecFlags {
@@ -149,11 +155,7 @@ export function agentCommands(program: Command, ctx: CommandContext): void {
         );
         if (o.json) ctx.json(deletionJson(result));
         else for (const line of formatDeletion(result, o.withDocuments === true)) ctx.out(line);
-        if (!result.deleted) {
-          throw new UsageError(
-            `--yes: nothing was deleted; run again with --yes to delete sidekick "${result.sidekick.slug}"`,
-          );
-        }
+        if (!result.deleted) confirmationNeeded(`sidekick "${result.sidekick.slug}"`);
       },
     );
   toolsCommands(agents, ctx);
@@ -237,7 +239,9 @@ export function formatDetails(d: SidekickDetails): string[] {
     `  prompt       ${s.system_prompt ? oneLine(s.system_prompt, 100) : '(none: a default)'}`,
     `  greeting     ${s.greeting ? oneLine(s.greeting, 100) : '(none)'}`,
   );
-  lines.push(`  talked       ${d.conversations} conversations, ${d.transcripts} transcript rows`);
+  lines.push(
+    `  talked       ${plural(d.conversations, 'conversation')}, ${plural(d.transcripts, 'transcript row')}`,
+  );
   lines.push(`  documents    ${d.documents.length}`);
   for (const doc of d.documents) {
     lines.push(
@@ -254,7 +258,7 @@ export function formatListing(l: SidekickListing): string {
     s.text_chat_enabled ? 'text' : null,
     s.video_chat_enabled ? 'video' : null,
   ].filter(Boolean);
-  return `${s.id}  ${s.slug.padEnd(24)} ${String(l.documents).padStart(4)} docs  ${channels.join('+').padEnd(16)} ${s.name}${l.beyondLimit ? '  (beyond max_sidekicks: sessions refused)' : ''}`;
+  return `${s.id}  ${s.slug.padEnd(24)} ${plural(l.documents, 'doc').padStart(9)}  ${channels.join('+').padEnd(16)} ${s.name}${l.beyondLimit ? '  (beyond max_sidekicks: sessions refused)' : ''}`;
 }
 
 function deletionJson(d: SidekickDeletion) {
@@ -280,16 +284,17 @@ export function formatDeletion(d: SidekickDeletion, withDocuments: boolean): str
     : `would delete sidekick ${s.slug} "${s.name}" of client ${d.clientId}, with:`;
   const lines = [
     head,
-    `  ${d.documentLinks} document links`,
-    `  ${d.conversations} conversations and their ${d.transcripts} transcript rows`,
-    `  ${d.userOverviews} user overviews of this sidekick`,
+    `  ${plural(d.documentLinks, 'document link')}`,
+    `  ${plural(d.conversations, 'conversation')} and their ${plural(d.transcripts, 'transcript row')}`,
+    `  ${plural(d.userOverviews, 'user overview')} of this sidekick`,
   ];
   const only = d.documentsOnlyHere.length;
   if (withDocuments) {
-    lines.push(`  ${d.deleted ? d.documentsDeleted : only} documents no other sidekick uses`);
+    const n = d.deleted ? d.documentsDeleted : only;
+    lines.push(`  ${plural(n, 'document')} no other sidekick uses`);
   } else if (only) {
     lines.push(
-      `${only} documents no other sidekick uses are kept (they count against max_documents): add --with-documents to delete them too, or \`sidekick docs remove\` them later`,
+      `${plural(only, 'document')} no other sidekick uses ${only === 1 ? 'is' : 'are'} kept (they count against max_documents): add --with-documents to delete them too, or \`sidekick docs remove\` them later`,
     );
   }
   return lines;

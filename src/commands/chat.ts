@@ -5,7 +5,7 @@ import { parseJobMetadata } from '../agent/metadata.js';
 import { createRuntime, withEmbeddedPlatform } from '../agent/runtime.js';
 import { loadConfig } from '../config.js';
 import { OpsError, UsageError } from '../ops/errors.js';
-import { type CommandContext, parseSidekick, parseUuid } from './shared.js';
+import { type CommandContext, parseSidekick, parseUuid, plural } from './shared.js';
 
 /** `sidekick chat`: talk to a sidekick in the terminal through the worker's own session code. */
 export function chatCommand(program: Command, ctx: CommandContext): void {
@@ -69,7 +69,9 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
           }
           throw err;
         });
-        ctx.err(`${stats.turns} turns; transcript rows written ${stats.written}, dropped ${stats.dropped}`);
+        ctx.err(
+          `${plural(stats.turns, 'turn')}; transcript rows written ${stats.written}, dropped ${stats.dropped}`,
+        );
         if (stats.unanswered) {
           // Not a success a script may build on: the sidekick said nothing to some of it.
           throw new OpsError(

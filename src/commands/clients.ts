@@ -16,7 +16,15 @@ import { PROVISIONING_STATUSES, type ProvisioningStatus } from '../tenancy/platf
 import { BOOLEAN_FEATURES, DEDICATED_TIERS, type DedicatedTier, LIMIT_NAMES } from '../tenancy/tiers.js';
 import { HOSTING_TYPES, type HostingType, TIERS, type Tier } from '../tenancy/types.js';
 import { clientSettingsCommands } from './client-settings.js';
-import { type CommandContext, oneOf, parseCount, parseJsonObject, parseUuid } from './shared.js';
+import {
+  type CommandContext,
+  confirmationNeeded,
+  oneOf,
+  parseCount,
+  parseJsonObject,
+  parseUuid,
+  plural,
+} from './shared.js';
 
 /** `sidekick clients ...`: register, inspect and move clients. */
 export function clientCommands(program: Command, ctx: CommandContext): void {
@@ -170,7 +178,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
           fenceSettleMs: o.fenceSettleMs,
           onProgress: (p) => {
             if (p.table !== lastTable || p.copied > 0)
-              ctx.err(`${p.table}: ${p.copied}/${p.total} rows copied`);
+              ctx.err(`${p.table}: ${p.copied}/${plural(p.total, 'row')} copied`);
             lastTable = p.table;
           },
           hooks: { onPhase: (phase) => void ctx.err(`phase: ${phase}`) },
@@ -251,11 +259,7 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       );
       if (o.json) ctx.json(result);
       else for (const line of formatDeletion(result)) ctx.out(line);
-      if (!result.deleted) {
-        throw new UsageError(
-          `--yes: nothing was deleted; run again with --yes to delete client ${result.clientId}`,
-        );
-      }
+      if (!result.deleted) confirmationNeeded(`client ${result.clientId}`);
     });
 }
 
@@ -303,7 +307,7 @@ export function formatVerified(r: VerifyResult): string {
     return `client ${r.clientId} lives in shared pool ${r.poolId}: the pool tells its clients apart by client_id; no owner record to verify`;
   }
   return r.owner === 'recorded'
-    ? `client ${r.clientId} is now recorded as the owner of project ${r.projectRef} (it had no owner record; ${r.sidekicks} sidekick(s))`
+    ? `client ${r.clientId} is now recorded as the owner of project ${r.projectRef} (it had no owner record; ${plural(r.sidekicks, 'sidekick')})`
     : `client ${r.clientId} is the recorded owner of project ${r.projectRef}`;
 }
 
@@ -359,10 +363,10 @@ export function formatUpgradeResult(result: UpgradeResult): string[] {
   }
   const lines = result.tables.map(
     (t) =>
-      `${t.table.padEnd(25)} ${String(t.rows).padStart(8)} rows verified${t.reconciled ? ` (${t.reconciled} copied again)` : ''}`,
+      `${t.table.padEnd(25)} ${plural(t.rows, 'row').padStart(13)} verified${t.reconciled ? ` (${t.reconciled} copied again)` : ''}`,
   );
   lines.push(
-    `client ${result.clientId} is now ${result.tier} in project ${result.project?.ref}: ${result.rowsCopied} rows copied at ${Math.round(result.rowsPerSecond)} rows/s, ${result.totalSeconds.toFixed(1)} s in all`,
+    `client ${result.clientId} is now ${result.tier} in project ${result.project?.ref}: ${plural(result.rowsCopied, 'row')} copied at ${Math.round(result.rowsPerSecond)} rows/s, ${result.totalSeconds.toFixed(1)} s in all`,
   );
   if (result.outcome === 'cleanup_pending') {
     lines.push('the pool still holds its rows: run `sidekick clients cleanup` when ready');

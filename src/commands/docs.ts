@@ -8,7 +8,7 @@ import {
   listDocuments,
 } from '../ops/ingest.js';
 import { type ReembedOptions, type ReembedResult, reembedDocuments } from '../ops/reembed.js';
-import { type CommandContext, oneOf, parseCount, parseSidekick, parseUuid } from './shared.js';
+import { type CommandContext, oneOf, parseCount, parseSidekick, parseUuid, plural } from './shared.js';
 
 /** `sidekick docs ...`: a sidekick's documents. */
 export function docsCommands(program: Command, ctx: CommandContext): void {
@@ -63,7 +63,9 @@ export function docsCommands(program: Command, ctx: CommandContext): void {
             encoding: o.encoding,
             reembed: o.reembed,
             onProgress: (e) =>
-              ctx.err(`${e.file}: ${e.stage}${e.chunks !== undefined ? ` (${e.chunks} chunks)` : ''}`),
+              ctx.err(
+                `${e.file}: ${e.stage}${e.chunks !== undefined ? ` (${plural(e.chunks, 'chunk')})` : ''}`,
+              ),
             onReembedProgress: reembedProgress(ctx),
           },
         );
@@ -126,7 +128,7 @@ export function docsCommands(program: Command, ctx: CommandContext): void {
       if (o.json) return ctx.json(result);
       for (const r of result.removed) {
         ctx.out(
-          `removed ${r.id}  ${r.title ?? ''}  ${r.chunks} chunks${r.sidekicks.length ? `, from ${r.sidekicks.join(', ')}` : ''}`,
+          `removed ${r.id}  ${r.title ?? ''}  ${plural(r.chunks, 'chunk')}${r.sidekicks.length ? `, from ${r.sidekicks.join(', ')}` : ''}`,
         );
       }
     });
@@ -162,40 +164,40 @@ export function docsCommands(program: Command, ctx: CommandContext): void {
 }
 
 function reembedProgress(ctx: CommandContext): NonNullable<ReembedOptions['onProgress']> {
-  return (e) => ctx.err(`${e.title ?? e.documentId}: ${e.done}/${e.total} chunks re-embedded`);
+  return (e) => ctx.err(`${e.title ?? e.documentId}: ${e.done}/${plural(e.total, 'chunk')} re-embedded`);
 }
 
 export function formatIngested(d: IngestedDocument): string {
   const replaced = d.replacedId ? `  (replaces ${d.replacedId})` : '';
-  return `${d.outcome.padEnd(14)} ${d.documentId}  ${d.title}  ${d.chunks} chunks${replaced}`;
+  return `${d.outcome.padEnd(14)} ${d.documentId}  ${d.title}  ${plural(d.chunks, 'chunk')}${replaced}`;
 }
 
 export function formatListing(d: DocumentListing): string {
   const model = d.embeddingModel ? `  [${d.embeddingModel}]` : '';
   const version = d.versionOf ? `  (new version of ${d.versionOf}, being written)` : '';
-  return `${d.id}  ${(d.status ?? '').padEnd(10)} ${String(d.chunks ?? '?').padStart(5)} chunks  ${d.title ?? ''}${model}${version}`;
+  return `${d.id}  ${(d.status ?? '').padEnd(10)} ${(d.chunks === null ? '? chunks' : plural(d.chunks, 'chunk')).padStart(12)}  ${d.title ?? ''}${model}${version}`;
 }
 
 export function formatDocument(d: DocumentDetails): string[] {
   const lines = [
     `document    ${d.id} "${d.title ?? ''}" (${d.status ?? '?'}, ${d.sourceType ?? '?'}${d.mime ? `, ${d.mime}` : ''})`,
-    `size        ${d.bytes ?? '?'} bytes${d.pages !== null ? `, ${d.pages} pages` : ''}`,
+    `size        ${d.bytes === null ? '? bytes' : plural(d.bytes, 'byte')}${d.pages !== null ? `, ${plural(d.pages, 'page')}` : ''}`,
     `chunks      ${d.chunks}${d.chunkSize ? ` (size ${d.chunkSize}, overlap ${d.chunkOverlap ?? '?'})` : ''}`,
     `embedded    ${d.embeddingModel ?? '(model not recorded)'}${d.embeddingDimensions ? `, ${d.embeddingDimensions} dimensions` : ''}`,
     `sidekicks   ${d.sidekicks.length ? d.sidekicks.map((s) => `${s.slug}${s.enabled ? '' : ' (disabled)'}`).join(', ') : '(none: no session retrieves it)'}`,
   ];
   if (d.sha256) lines.push(`sha256      ${d.sha256}`);
-  for (const c of d.chunkPreview ?? []) lines.push(`  #${c.index} (${c.chars} chars) ${c.text}`);
+  for (const c of d.chunkPreview ?? []) lines.push(`  #${c.index} (${plural(c.chars, 'char')}) ${c.text}`);
   return lines;
 }
 
 export function formatReembed(r: ReembedResult): string[] {
   const lines = r.documents.map(
     (d) =>
-      `re-embedded    ${d.documentId}  ${d.title ?? ''}  ${d.chunks} chunks (was ${d.from ?? 'not recorded'}${d.resumedAt ? `; resumed at ${d.resumedAt}` : ''})`,
+      `re-embedded    ${d.documentId}  ${d.title ?? ''}  ${plural(d.chunks, 'chunk')} (was ${d.from ?? 'not recorded'}${d.resumedAt ? `; resumed at ${d.resumedAt}` : ''})`,
   );
   lines.push(
-    `${r.documents.length} documents re-embedded with ${r.model} (${r.dimensions} dimensions), ${r.unchanged} already were`,
+    `${plural(r.documents.length, 'document')} re-embedded with ${r.model} (${r.dimensions} dimensions), ${r.unchanged} already ${r.unchanged === 1 ? 'was' : 'were'}`,
   );
   return lines;
 }

@@ -3,7 +3,7 @@ import { OpsError } from '../ops/errors.js';
 import { type ClientSweep, type SweepResult, sweepRetention } from '../ops/retention.js';
 import { Leases } from '../work/leases.js';
 import { workerIdentity } from '../work/queue.js';
-import { type CommandContext, parseCount, parseUuid } from './shared.js';
+import { type CommandContext, parseCount, parseUuid, plural } from './shared.js';
 
 /** `sidekick retention run`: the retention sweep, now (the worker also runs it on a schedule). */
 export function retentionCommands(program: Command, ctx: CommandContext): void {
@@ -42,7 +42,9 @@ export function retentionCommands(program: Command, ctx: CommandContext): void {
       // The rest was swept; what failed is worth a retry (exit 1), as the contract says.
       const failed = result.clients.filter((c) => c.error).length;
       if (failed)
-        throw new OpsError(`${failed} client(s) could not be swept: run \`sidekick retention run\` again`);
+        throw new OpsError(
+          `${plural(failed, 'client')} could not be swept: run \`sidekick retention run\` again`,
+        );
     });
 }
 
@@ -50,10 +52,10 @@ export function formatClientSweep(c: ClientSweep, dryRun: boolean): string {
   const what = dryRun ? 'would delete' : 'deleted';
   if (c.error) return `${c.clientId} ${c.name}: failed: ${c.error}`;
   if (c.skipped) return `${c.clientId} ${c.name}: ${c.tier}, ${c.skipped}`;
-  return `${c.clientId} ${c.name}: ${c.tier}, ${c.retentionDays} days (before ${c.cutoff}): ${what} ${c.transcripts} turns, ${c.conversations} conversations`;
+  return `${c.clientId} ${c.name}: ${c.tier}, ${plural(c.retentionDays ?? 0, 'day')} (before ${c.cutoff}): ${what} ${plural(c.transcripts, 'turn')}, ${plural(c.conversations, 'conversation')}`;
 }
 
 export function formatSweep(r: SweepResult): string {
   const failed = r.clients.filter((c) => c.error).length;
-  return `${r.dryRun ? 'would delete' : 'deleted'} ${r.transcripts} turns and ${r.conversations} conversations of ${r.clients.length} clients in ${r.seconds.toFixed(2)} s (${Math.round(r.rowsPerSecond)} rows/s)${failed ? `; ${failed} clients failed (run again)` : ''}`;
+  return `${r.dryRun ? 'would delete' : 'deleted'} ${plural(r.transcripts, 'turn')} and ${plural(r.conversations, 'conversation')} of ${plural(r.clients.length, 'client')} in ${r.seconds.toFixed(2)} s (${Math.round(r.rowsPerSecond)} rows/s)${failed ? `; ${plural(failed, 'client')} failed (run again)` : ''}`;
 }

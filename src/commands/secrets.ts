@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { UsageError } from '../ops/errors.js';
 import { SecretsKeyring } from '../secrets/keyring.js';
 import { ClientSecretStore, checkSecretName, type SecretListing } from '../secrets/store.js';
-import { type CommandContext, parseUuid } from './shared.js';
+import { type CommandContext, parseUuid, plural } from './shared.js';
 
 /**
  * `sidekick secrets ...`: a client's secrets (what its tools send in a header) and its signing
@@ -104,11 +104,11 @@ export function secretsCommands(program: Command, ctx: CommandContext): void {
     .action(async (o: { json?: boolean }) => {
       const result = await storeFor(ctx).then((s) => s.rekey());
       if (o.json) return ctx.json(result);
-      ctx.out(`re-encrypted ${result.rekeyed} secret(s) with SECRETS_KEY`);
+      ctx.out(`re-encrypted ${plural(result.rekeyed, 'secret')} with SECRETS_KEY`);
       for (const f of result.failed) ctx.err(`not re-encrypted: ${f.problem}`);
       if (result.failed.length)
         throw new UsageError(
-          `${result.failed.length} secret(s) could not be decrypted with any configured key`,
+          `${plural(result.failed.length, 'secret')} could not be decrypted with any configured key`,
         );
     });
 }
@@ -146,5 +146,5 @@ function describeAge(ms: number): string {
   if (s < 120) return `${s} s`;
   if (s < 7200) return `${Math.round(s / 60)} min`;
   if (s < 172_800) return `${Math.round(s / 3600)} h`;
-  return `${Math.round(s / 86_400)} days`;
+  return plural(Math.round(s / 86_400), 'day');
 }

@@ -33,8 +33,9 @@ export class CommandContext {
     this.io.stderr.write(line.endsWith('\n') ? line : `${line}\n`);
   }
 
+  /** `--json` output: snake_case keys (snakeCaseKeys), free-form fields as they are. */
   json(value: unknown): void {
-    this.out(JSON.stringify(value, null, 2));
+    this.out(JSON.stringify(snakeCaseKeys(value), null, 2));
   }
 
   /** Logs go to stderr (stdout carries results); quiet unless LOG_LEVEL asks for more. */
@@ -78,6 +79,64 @@ function connectOperations(env: NodeJS.ProcessEnv, log: Logger): Operations {
       return worker;
     },
   };
+}
+
+/**
+ * Fields whose values are data someone else wrote, which `--json` prints as they are, keys and
+ * all: a sidekick's stored `tools_config` and, wherever a tool entry shows, its `parameters` (JSON
+ * Schema: `minLength`, `additionalProperties`) and `headers` (names as written); a TTS provider's
+ * `voice_settings`; a client's `tier_features` overrides; a user overview's `sections` (what the
+ * model wrote); a document's `metadata`; a work item's `result` (what its handler stored).
+ */
+export const FREE_FORM_FIELDS: ReadonlySet<string> = new Set([
+  'tools_config',
+  'parameters',
+  'headers',
+  'voice_settings',
+  'tier_features',
+  'sections',
+  'metadata',
+  'result',
+]);
+
+const CAMEL_KEY = /^[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+$/;
+
+/**
+ * `--json` keys are snake_case, the style of the database's columns and the job metadata. The
+ * commands' results are the ops modules' TypeScript shapes (camelCase, used as they are by the
+ * human output and by tests); renaming here, in the one printer, instead of in a mapper per
+ * command, holds every command, and every field added later, to the rule. Only our own keys
+ * change: a key that is not a camelCase identifier stays (`p50_ms`, a table name, `X-Api-Key`),
+ * and the value of a FREE_FORM_FIELDS key is copied untouched.
+ */
+export function snakeCaseKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(snakeCaseKeys);
+  if (!isPlainObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    const snake = CAMEL_KEY.test(key) ? key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) : key;
+    out[snake] = FREE_FORM_FIELDS.has(snake) ? v : snakeCaseKeys(v);
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** `1 chunk`, `3 chunks`: a count with its noun in the number it needs (`many` when not +s). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/**
+ * A destructive command run without `--yes` has printed what it would remove: nothing was done,
+ * exit 2 (bad input: the flag is missing), the same for every such command.
+ */
+export function confirmationNeeded(what: string): never {
+  throw new UsageError(`--yes: nothing was deleted; run again with --yes to delete ${what}`);
 }
 
 /** A whole number option (`--page-size 500`). */

@@ -12,7 +12,7 @@ import {
   thisMonth,
   topUsage,
 } from '../usage/reports.js';
-import { type CommandContext, oneOf, parseCount, parseUuid } from './shared.js';
+import { type CommandContext, oneOf, parseCount, parseUuid, plural } from './shared.js';
 
 /**
  * `sidekick usage`: what sessions used (the usage ledger) and how fast their replies were (the
@@ -92,9 +92,9 @@ export function parseWhen(value: string): Date {
 }
 
 const describeUsage = (u: SidekickUsage) =>
-  `${u.sessions} session(s), ${u.minutes} min (audio in ${u.audio_in_minutes}, out ${u.audio_out_minutes}), ` +
-  `LLM ${u.llm_prompt_tokens} prompt + ${u.llm_completion_tokens} completion tokens, TTS ${u.tts_characters} characters, ` +
-  `STT ${u.stt_minutes} min, embeddings ${u.embedding_tokens} tokens, ${u.tool_calls} tool call(s)` +
+  `${plural(u.sessions, 'session')}, ${u.minutes} min (audio in ${u.audio_in_minutes}, out ${u.audio_out_minutes}), ` +
+  `LLM ${plural(u.llm_prompt_tokens, 'prompt token')} + ${plural(u.llm_completion_tokens, 'completion token')}, TTS ${plural(u.tts_characters, 'character')}, ` +
+  `STT ${u.stt_minutes} min, embeddings ${plural(u.embedding_tokens, 'token')}, ${plural(u.tool_calls, 'tool call')}` +
   (u.recovered ? `; ${u.recovered} recovered from a worker that died` : '');
 
 export function formatClientUsage(r: ClientUsageReport): string[] {
@@ -126,8 +126,8 @@ export function formatTop(top: TopClient[], period: Period, by: CostDriver): str
   if (!top.length) return [...lines, '  no sessions in this period'];
   for (const [i, c] of top.entries()) {
     lines.push(
-      `  ${i + 1}. ${c.client_id} (${c.name ?? 'deleted client'}, ${c.tier}): ${c.sessions} session(s), ${c.minutes} min, ` +
-        `LLM ${c.llm_tokens} tokens, TTS ${c.tts_characters} characters, STT ${c.stt_minutes} min, embeddings ${c.embedding_tokens} tokens, ${c.tool_calls} tool call(s)`,
+      `  ${i + 1}. ${c.client_id} (${c.name ?? 'deleted client'}, ${c.tier}): ${plural(c.sessions, 'session')}, ${c.minutes} min, ` +
+        `LLM ${plural(c.llm_tokens, 'token')}, TTS ${plural(c.tts_characters, 'character')}, STT ${c.stt_minutes} min, embeddings ${plural(c.embedding_tokens, 'token')}, ${plural(c.tool_calls, 'tool call')}`,
     );
   }
   return lines;

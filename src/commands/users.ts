@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { describeUser, type Erasure, forgetUser, type UserRecord } from '../ops/erasure.js';
-import { type CommandContext, parseUuid } from './shared.js';
+import { type CommandContext, confirmationNeeded, parseUuid, plural } from './shared.js';
 
 /** `sidekick users ...`: what is kept about one end user of a client, and erasing it. */
 export function userCommands(program: Command, ctx: CommandContext): void {
@@ -29,19 +29,21 @@ export function userCommands(program: Command, ctx: CommandContext): void {
   users
     .command('forget')
     .description(
-      "erase the user: their conversations, turns (and embeddings), overviews and the platform's pending work about them, in the client's own database (pool or dedicated project); prints what went",
+      "erase the user: their conversations, turns (and embeddings), overviews and the platform's pending work about them, in the client's own database (pool or dedicated project); prints what went (without --yes: only what would go)",
     )
     .requiredOption('--client <id>', 'client id', parseUuid)
     .requiredOption('--user <id>', 'the end user (user_id of the job metadata)', parseUuid)
+    .option('--yes', "really erase the user's data")
     .option('--json', 'print the result as JSON')
-    .action(async (o: { client: string; user: string; json?: boolean }) => {
+    .action(async (o: { client: string; user: string; yes?: boolean; json?: boolean }) => {
       const ops = ctx.operations();
       const erased = await forgetUser(
         { connections: ops.worker().connections, platform: ops.platform.db },
-        { clientId: o.client, userId: o.user },
+        { clientId: o.client, userId: o.user, yes: o.yes === true },
       );
-      if (o.json) return ctx.json(erased);
-      ctx.out(formatErasure(erased));
+      if (o.json) ctx.json(erased);
+      else ctx.out(formatErasure(erased));
+      if (!erased.deleted) confirmationNeeded(`the data of user ${erased.userId}`);
     });
 }
 
@@ -68,6 +70,14 @@ export function formatUserRecord(r: UserRecord): string[] {
 }
 
 export function formatErasure(e: Erasure): string {
-  const d = e.deleted;
-  return `forgot user ${e.userId} of client ${e.clientId}: ${d.conversations} conversations, ${d.transcripts} turns, ${d.overviews} overviews, ${d.work_items} work items deleted`;
+  const d = e.removes;
+  const what = [
+    plural(d.conversations, 'conversation'),
+    plural(d.transcripts, 'turn'),
+    plural(d.overviews, 'overview'),
+    plural(d.work_items, 'work item'),
+  ].join(', ');
+  return e.deleted
+    ? `forgot user ${e.userId} of client ${e.clientId}: ${what} deleted`
+    : `would forget user ${e.userId} of client ${e.clientId}: ${what}`;
 }

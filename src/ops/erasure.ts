@@ -28,10 +28,20 @@ export interface UserRecord {
   work: Array<{ kind: string; status: string; count: number }>;
 }
 
+export interface ErasureCounts {
+  conversations: number;
+  transcripts: number;
+  overviews: number;
+  work_items: number;
+}
+
 export interface Erasure {
   clientId: string;
   userId: string;
-  deleted: { conversations: number; transcripts: number; overviews: number; work_items: number };
+  /** False: only counted (no `yes`, and something would be lost); nothing was deleted. */
+  deleted: boolean;
+  /** What went, or (`deleted` false) what would go. */
+  removes: ErasureCounts;
 }
 
 export interface ErasureDeps {
@@ -90,15 +100,23 @@ export async function describeUser(
   };
 }
 
-/** Deletes everything of the user in the client's database and the platform's queue; counts it. */
+/**
+ * Deletes everything of the user in the client's database and the platform's queue; counts it.
+ * Without `yes`, only counts what would go, and deletes only when that is nothing (as
+ * `clients delete` does: nothing to lose needs no confirmation).
+ */
 export async function forgetUser(
   deps: ErasureDeps,
-  q: { clientId: string; userId: string },
+  q: { clientId: string; userId: string; yes: boolean },
 ): Promise<Erasure> {
   const clientId = asClientId(q.clientId, '--client');
   const userId = asUserId(q.userId, '--user');
   const { db } = await deps.connections.forClient(clientId);
-  const deleted = { conversations: 0, transcripts: 0, overviews: 0, work_items: 0 };
+  if (!q.yes) {
+    const removes = await countErasure(deps.platform, db, clientId, userId);
+    if (Object.values(removes).some((n) => n > 0)) return { clientId, userId, deleted: false, removes };
+  }
+  const deleted: ErasureCounts = { conversations: 0, transcripts: 0, overviews: 0, work_items: 0 };
   // The queue first: post-session work still pending would write the overview again afterwards.
   const work = await deps.platform
     .from('work_items')
@@ -134,7 +152,62 @@ export async function forgetUser(
     'deleting the user’s overviews',
     await db.from('user_overviews').delete({ count: 'exact' }).eq('user_id', userId),
   );
-  return { clientId, userId, deleted };
+  return { clientId, userId, deleted: true, removes: deleted };
+}
+
+/** What forgetUser deletes, counted the same way: the turns of the user's conversations included. */
+async function countErasure(
+  platform: SupabaseClient,
+  db: TenantQuery,
+  clientId: string,
+  userId: string,
+): Promise<ErasureCounts> {
+  const work = await platform
+    .from('work_items')
+    .select('id', { count: 'exact', head: true })
+    .eq('client_id', clientId)
+    .eq('payload->>user_id', userId)
+    .retry(false);
+  if (work.error) throw dbError('counting the user’s work items', work.error);
+  const ofUser = async (table: 'conversations' | 'conversation_transcripts' | 'user_overviews') =>
+    count(
+      `counting ${table}`,
+      await db.from(table).select('id', { count: 'exact', head: true }).eq('user_id', userId),
+    );
+  let transcripts = await ofUser('conversation_transcripts');
+  // Turns in the user's conversations that carry no user id (or another's) go with them.
+  let after = '00000000-0000-0000-0000-000000000000';
+  for (;;) {
+    const page = must(
+      'listing the user’s conversations',
+      await db
+        .from('conversations')
+        .select('id')
+        .eq('user_id', userId)
+        .gt('id', after)
+        .order('id')
+        .limit(PAGE),
+    ) as Array<{ id: string }>;
+    if (!page.length) break;
+    transcripts += count(
+      'counting turns of the user’s conversations',
+      await db
+        .from('conversation_transcripts')
+        .select('id', { count: 'exact', head: true })
+        .in(
+          'conversation_id',
+          page.map((c) => c.id),
+        )
+        .or(`user_id.is.null,user_id.neq.${userId}`),
+    );
+    after = page[page.length - 1]!.id;
+  }
+  return {
+    conversations: await ofUser('conversations'),
+    transcripts,
+    overviews: await ofUser('user_overviews'),
+    work_items: work.count ?? 0,
+  };
 }
 
 async function span(db: TenantQuery, table: 'conversations' | 'conversation_transcripts', userId: string) {
