@@ -155,6 +155,25 @@ export function prettyByDefault(
   return stream.isTTY === true && env.NODE_ENV !== 'production';
 }
 
+/**
+ * @livekit/agents names the fields that hold what a user said or who they are `lk.pii.*` (the
+ * transcript, a tool call's arguments, a participant's identity). Their values are kept out of
+ * lines at info and above; LOG_LEVEL=debug shows them on the debug lines.
+ */
+const PII_PREFIX = 'lk.pii.';
+export const PII_HIDDEN = '[hidden at info: LOG_LEVEL=debug shows it]';
+const INFO = 30;
+
+function withoutPii(args: unknown[]): unknown[] {
+  const [first] = args;
+  if (first === null || typeof first !== 'object' || first instanceof Error) return args;
+  const keys = Object.keys(first);
+  if (!keys.some((k) => k.startsWith(PII_PREFIX))) return args;
+  const copy: Record<string, unknown> = { ...(first as Record<string, unknown>) };
+  for (const k of keys) if (k.startsWith(PII_PREFIX)) copy[k] = PII_HIDDEN;
+  return [copy, ...args.slice(1)];
+}
+
 export function createRootLogger({
   level,
   destination,
@@ -164,7 +183,14 @@ export function createRootLogger({
 }: RootLoggerOptions): Logger {
   const options: pino.LoggerOptions = {
     level,
-    ...(hooks ? { hooks } : {}),
+    hooks: {
+      ...hooks,
+      logMethod(args, method, lineLevel) {
+        const kept = (lineLevel >= INFO ? withoutPii(args) : args) as typeof args;
+        if (hooks?.logMethod) hooks.logMethod.call(this, kept, method, lineLevel);
+        else method.apply(this, kept);
+      },
+    },
     formatters: { log: (obj) => redact(obj) as Record<string, unknown> },
     serializers: {
       // Errors were already serialized (and redacted) by the log formatter, which runs first.

@@ -3,6 +3,7 @@ import {
   createRootLogger,
   isSecretFieldName,
   jobLogger,
+  PII_HIDDEN,
   prettyByDefault,
   REDACTED,
   redact,
@@ -112,6 +113,18 @@ describe('createRootLogger', () => {
     logger.debug('hidden');
     logger.info('shown');
     expect(records().map((r) => r.msg)).toEqual(['shown']);
+  });
+
+  it("hides what LiveKit marks as a user's data (lk.pii.*) at info and above, in children too; debug lines keep it", () => {
+    const { logger, records } = capture('debug');
+    const job = logger.child({ job_id: 'j1' });
+    job.info({ function: 'book', 'lk.pii.arguments': { name: 'Ada Lovelace' } }, 'Executing LLM tool call');
+    job.warn({ 'lk.pii.transcript': 'my card is 4111' }, 'late');
+    job.debug({ 'lk.pii.transcript': 'my card is 4111' }, 'heard');
+    const [info, warn, debug] = records();
+    expect(info).toMatchObject({ function: 'book', job_id: 'j1', 'lk.pii.arguments': PII_HIDDEN });
+    expect(warn!['lk.pii.transcript']).toBe(PII_HIDDEN);
+    expect(debug!['lk.pii.transcript']).toBe('my card is 4111');
   });
 });
 

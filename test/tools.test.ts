@@ -9,12 +9,14 @@ import { Readable } from 'node:stream';
 import { initializeLogger, voice } from '@livekit/agents';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runChat } from '../src/agent/chat.js';
+import { routeLiveKitLogs } from '../src/agent/livekit-log.js';
 import { parseJobMetadata } from '../src/agent/metadata.js';
 import { createLLM } from '../src/agent/models.js';
 import { createRuntime, type WorkerRuntime } from '../src/agent/runtime.js';
 import { type PreparedSession, prepareSession } from '../src/agent/session.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { OpenAIEmbedder } from '../src/context/embeddings.js';
+import { PII_HIDDEN } from '../src/log.js';
 import { Allowlist, OutboundClient, SIGNATURE_HEADER } from '../src/outbound/index.js';
 import { SecretsKeyring } from '../src/secrets/keyring.js';
 import { ClientSecretStore } from '../src/secrets/store.js';
@@ -189,9 +191,18 @@ describe('an HTTP tool, the whole way round', () => {
       ],
     });
     const from = endpoint.requests.length;
+    // LiveKit's own lines, as the worker writes them at info.
+    const livekit = captureLogs('info');
+    const unroute = routeLiveKitLogs(livekit.log);
     const { prepared, said, logs, advertised } = await converse(A(), [
       'call order_status with {"order_number":"A-1001"}',
-    ]);
+    ]).finally(unroute);
+    // agents-js logs the call's arguments (as lk.pii.arguments): not at info.
+    expect(livekit.records().find((r) => r.msg === 'Executing LLM tool call')).toMatchObject({
+      function: 'order_status',
+      'lk.pii.arguments': PII_HIDDEN,
+    });
+    expect(livekit.output()).not.toContain('A-1001');
 
     const calls = endpoint.requests.slice(from);
     expect(calls).toHaveLength(1);
