@@ -253,6 +253,35 @@ describe('agents tools test, list, remove', () => {
     expect(endpoint.requests.length).toBe(sent);
   });
 
+  it('deleting a secret names the tools it leaves out; list shows them off with why; setting it again brings them back', async () => {
+    const B = stack.demo!.adventurers[1]!;
+    const set = () =>
+      sidekick(['secrets', 'set', '--client', B.clientId, '--name', 'GARDEN_KEY'], env, 'sk_live_garden_1\n');
+    expect((await set()).code).toBe(0);
+    expect((await add(B, [...tool('plant_lookup'), '--secret', 'GARDEN_KEY'])).code).toBe(0);
+    const list = () =>
+      sidekick(['agents', 'tools', 'list', '--client', B.clientId, '--agent', B.agentSlug], env);
+    expect((await list()).stdout).toMatch(/^ {2}on {3}plant_lookup /m);
+
+    const deleted = await sidekick(
+      ['secrets', 'delete', '--client', B.clientId, '--name', 'GARDEN_KEY'],
+      env,
+    );
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stderr).toContain(
+      `note: tools naming it are left out of sessions until it is set again (\`sidekick secrets set --client ${B.clientId} --name GARDEN_KEY\`): ${B.agentSlug}/plant_lookup`,
+    );
+    const off = (await list()).stdout;
+    expect(off).toMatch(/^ {2}off {2}plant_lookup /m);
+    expect(off).toContain(
+      `left out: plant_lookup: its secret GARDEN_KEY is not set: \`sidekick secrets set --client ${B.clientId} --name GARDEN_KEY\``,
+    );
+    expect(off).toContain('0 of 1 configured tools');
+
+    expect((await set()).code).toBe(0);
+    expect((await list()).stdout).toMatch(/^ {2}on {3}plant_lookup /m);
+  });
+
   it('remove takes a tool out; an unknown name is exit 2', async () => {
     const removed = await sidekick(
       [

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../ops/errors.js';
+import { toolsNamingSecret } from '../ops/tools.js';
 import { SecretsKeyring } from '../secrets/keyring.js';
 import { ClientSecretStore, checkSecretName, type SecretListing } from '../secrets/store.js';
 import { type CommandContext, parseUuid, plural } from './shared.js';
@@ -71,10 +72,17 @@ export function secretsCommands(program: Command, ctx: CommandContext): void {
     .action(async (o: { client: string; name: string; json?: boolean }) => {
       const store = await storeFor(ctx, o.client);
       const deleted = await store.delete(o.client, o.name);
-      if (o.json) return ctx.json({ client_id: o.client, name: o.name, deleted });
+      // Sessions leave these out from now on: the operator hears it here, not from a caller.
+      const leftOut = deleted ? await toolsNamingSecret(ctx.operations().worker(), o.client, o.name) : [];
+      if (o.json) return ctx.json({ client_id: o.client, name: o.name, deleted, tools_left_out: leftOut });
       if (!deleted)
         throw new UsageError(`--name: client ${o.client} has no secret ${o.name} (sidekick secrets list)`);
       ctx.out(`deleted secret ${o.name} of client ${o.client}`);
+      if (leftOut.length > 0) {
+        ctx.err(
+          `note: tools naming it are left out of sessions until it is set again (\`sidekick secrets set --client ${o.client} --name ${o.name}\`): ${leftOut.map((t) => `${t.sidekick}/${t.tool}`).join(', ')}`,
+        );
+      }
     });
 
   secrets

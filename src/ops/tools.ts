@@ -62,22 +62,48 @@ async function load(deps: TenantDeps, clientId: string, agent: string) {
   return { conn, sidekick };
 }
 
-function listing(conn: ClientConnection, s: SidekickRow): ToolListing {
+/** What sessions of this sidekick get, as they would decide it (the client's secrets included, when readable). */
+async function listing(deps: ToolOpsDeps, conn: ClientConnection, s: SidekickRow): Promise<ToolListing> {
+  const names = deps.secrets
+    ? new Set((await deps.secrets.list(conn.clientId)).map((secret) => secret.name))
+    : undefined;
   return {
     clientId: conn.clientId,
     sidekick: { id: s.id, slug: s.slug, name: s.name },
     config: readToolsConfig(s.tools_config).config,
-    decision: decideTools({ features: conn.features, source: source(conn), toolsConfig: s.tools_config }),
+    decision: decideTools({
+      features: conn.features,
+      source: source(conn),
+      toolsConfig: s.tools_config,
+      ...(names ? { secretsSet: { clientId: conn.clientId, names } } : {}),
+    }),
     maxTools: conn.features.max_tools,
   };
 }
 
-export async function listTools(
+/** The client's tools (HTTP and MCP, in every sidekick) that name a secret: what its deletion leaves out of sessions. */
+export async function toolsNamingSecret(
   deps: TenantDeps,
+  clientId: string,
+  secret: string,
+): Promise<Array<{ sidekick: string; tool: string }>> {
+  const conn = await connectClient(deps, clientId);
+  const res = await conn.db.from('agents').select('slug, tools_config').order('slug');
+  if (res.error) throw dbError(`reading the sidekicks of client ${conn.clientId}`, res.error);
+  return ((res.data ?? []) as Array<{ slug: string; tools_config: unknown }>).flatMap((a) => {
+    const { config } = readToolsConfig(a.tools_config);
+    return [...config.tools, ...config.mcp_servers]
+      .filter((t) => t.secret?.name === secret)
+      .map((t) => ({ sidekick: a.slug, tool: t.name }));
+  });
+}
+
+export async function listTools(
+  deps: ToolOpsDeps,
   opts: { clientId: string; agent: string },
 ): Promise<ToolListing> {
   const { conn, sidekick } = await load(deps, opts.clientId, opts.agent);
-  return listing(conn, sidekick);
+  return listing(deps, conn, sidekick);
 }
 
 /** Writes the new config only if nobody changed it since it was read (two adds cannot both pass the limit). */
@@ -167,11 +193,11 @@ export async function addTool(
       );
     }
   }
-  return { ...listing(conn, written), added: { kind: opts.kind, name: entry.name }, notes };
+  return { ...(await listing(deps, conn, written)), added: { kind: opts.kind, name: entry.name }, notes };
 }
 
 export async function removeTool(
-  deps: TenantDeps,
+  deps: ToolOpsDeps,
   opts: { clientId: string; agent: string; name: string },
 ): Promise<ToolListing & { removed: string }> {
   const { conn, sidekick } = await load(deps, opts.clientId, opts.agent);
@@ -185,7 +211,7 @@ export async function removeTool(
     );
   }
   const written = await write(conn, sidekick, { ...raw, tools, mcp_servers: mcp });
-  return { ...listing(conn, written), removed: opts.name };
+  return { ...(await listing(deps, conn, written)), removed: opts.name };
 }
 
 export interface ToolTest {
@@ -220,7 +246,7 @@ export async function testTool(
         : `--name: sidekick "${sidekick.slug}" has no tool named "${opts.name}" (\`sidekick agents tools list\` shows them)`,
     );
   }
-  const decision = listing(conn, sidekick).decision;
+  const decision = (await listing(deps, conn, sidekick)).decision;
   const left = decision.leftOut.find((l) => l.name === opts.name);
   const inSessions = left
     ? { enabled: false, reason: left.problem }

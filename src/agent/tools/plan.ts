@@ -30,6 +30,11 @@ export function decideTools(input: {
   /** Where a feature's value came from, in words ("the adventurer tier"). */
   source: (feature: FeatureName) => string;
   toolsConfig: unknown;
+  /**
+   * The names of the client's secrets, when known (`agents tools list`): a tool naming one that
+   * is not set is left out, as the session leaves it out when it loads the secrets.
+   */
+  secretsSet?: { clientId: string; names: ReadonlySet<string> };
 }): ToolsDecision {
   const { features, source } = input;
   const { config, problems } = readToolsConfig(input.toolsConfig);
@@ -50,8 +55,8 @@ export function decideTools(input: {
     return true;
   });
   const max = features.max_tools;
-  const kept = max === null ? allowed : allowed.slice(0, max);
-  for (const e of allowed.slice(kept.length)) {
+  const withinLimit = max === null ? allowed : allowed.slice(0, max);
+  for (const e of allowed.slice(withinLimit.length)) {
     const name = e.kind === 'http' ? e.tool.name : e.server.name;
     leftOut.push({
       entry: e.kind === 'http' ? 'tools' : 'mcp_servers',
@@ -59,6 +64,18 @@ export function decideTools(input: {
       problem: `beyond max_tools (${max}, from ${source('max_tools')}): only the first ${max} are used`,
     });
   }
+  // After the limit, as in a session: a tool without its secret does not make room for the next.
+  const { secretsSet } = input;
+  const kept = withinLimit.filter((e) => {
+    const secret = e.kind === 'http' ? e.tool.secret : e.server.secret;
+    if (!secretsSet || !secret || secretsSet.names.has(secret.name)) return true;
+    leftOut.push({
+      entry: e.kind === 'http' ? 'tools' : 'mcp_servers',
+      name: e.kind === 'http' ? e.tool.name : e.server.name,
+      problem: `its secret ${secret.name} is not set: \`sidekick secrets set --client ${secretsSet.clientId} --name ${secret.name}\``,
+    });
+    return false;
+  });
   const limit =
     max === null ? `unlimited by ${source('max_tools')}` : `max_tools ${max} from ${source('max_tools')}`;
   return {
