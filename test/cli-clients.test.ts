@@ -210,6 +210,62 @@ describe('clients list, show', () => {
   });
 });
 
+describe('clients update: the name and the per-client overrides', () => {
+  it('sets, merges and removes overrides, shown in force; a re-run of create with other overrides is refused, not ignored', async () => {
+    const c = await created(['--name', 'Update Co']);
+    const update = (...args: string[]) => sidekick(['clients', 'update', '--client', c.id, ...args], env);
+    const effective = async () =>
+      json<{ effective: { features: Record<string, unknown>; overridden: string[] } }>(
+        await sidekick(['clients', 'show', '--client', c.id, '--json'], env),
+      ).effective;
+
+    const set = await update('--features', '{"max_concurrent_sessions": 5, "transcript_retention_days": 7}');
+    expect(set.code, set.stderr).toBe(0);
+    expect(set.stdout).toContain(
+      'overrides   {"max_concurrent_sessions":5,"transcript_retention_days":7}  (before: {})',
+    );
+    expect(set.stdout).toMatch(/limits\s+.*transcript_retention_days 7\*, max_concurrent_sessions 5\*/);
+    expect(set.stderr).toContain('note: running workers apply it within CLIENT_CACHE_TTL_MS');
+    expect((await update('--features', '{"max_documents": 9}', '--name', 'Update Company')).code).toBe(0);
+    expect((await effective()).features).toMatchObject({
+      max_concurrent_sessions: 5,
+      transcript_retention_days: 7,
+      max_documents: 9,
+    });
+
+    const rerun = await sidekick(
+      ['clients', 'create', '--name', 'Update Company', '--id', c.id, '--features', '{"max_documents": 3}'],
+      env,
+    );
+    expect(rerun.code).toBe(2);
+    expect(rerun.stderr).toContain(`--features: client ${c.id} already exists with other overrides`);
+    expect(rerun.stderr).toContain(`sidekick clients update --client ${c.id} --features`);
+
+    expect((await update('--unset-feature', 'max_concurrent_sessions')).code).toBe(0);
+    const after = await effective();
+    expect(after.features.max_concurrent_sessions).toBe(2);
+    expect(after.overridden.sort()).toEqual(['max_documents', 'transcript_retention_days']);
+
+    const fixed = await update('--features', '{"max_sidekicks": 3}');
+    expect(fixed.code).toBe(2);
+    expect(fixed.stderr).toMatch(
+      /--features: max_sidekicks: .*keys the adventurer tier lets a client override: /,
+    );
+    expect(fixed.stderr.split('override: ')[1]).not.toContain('max_sidekicks');
+    const unknown = await update('--unset-feature', 'max_concurrent_sessions');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(
+      `--unset-feature: client ${c.id} has no override max_concurrent_sessions (its overrides: max_documents, transcript_retention_days)`,
+    );
+    expect((await update()).stderr).toMatch(/nothing to change: give --name, --features or --unset-feature/);
+    expect(
+      json<{ effective: { features: Record<string, unknown> } }>(
+        await update('--json', '--name', 'Update Co'),
+      ).effective.features.max_documents,
+    ).toBe(9);
+  });
+});
+
 describe('clients create: names', () => {
   it('a second client of the same name is refused (exit 2, naming the first), unless --allow-duplicate-name', async () => {
     const first = await created(['--name', 'Twin Bikes']);

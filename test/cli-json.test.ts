@@ -151,6 +151,7 @@ describe('--json keys', () => {
     await run(['clients', 'list']);
     const shown = await run(['clients', 'show', '--client', id]);
     expect.soft(shown).toMatchObject({ hosting_type: 'shared', tier_features: { max_documents: 5 } });
+    await run(['clients', 'update', '--client', id, '--features', '{"max_documents": 6}']);
     await run(['clients', 'verify', '--client', id]);
     await run(['clients', 'settings', 'show', '--client', id]);
     await run(['clients', 'settings', 'set', '--client', id, '--memory', 'on']);

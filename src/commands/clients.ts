@@ -6,11 +6,12 @@ import {
   deleteClient,
 } from '../ops/client-delete.js';
 import { type ClientListing, listClients } from '../ops/client-list.js';
+import { updateClientRecord } from '../ops/client-update.js';
 import { UsageError } from '../ops/errors.js';
 import type { ClientRow } from '../ops/platform.js';
 import { provisionClient, type VerifyResult, verifyClient } from '../ops/provision.js';
 import { type DedicatedProjectSource, MANAGEMENT_API_URL, selectProvisioner } from '../ops/provisioners.js';
-import { type ClientDescription, describeClient } from '../ops/show.js';
+import { type ClientDescription, describeClient, effectiveFeatures } from '../ops/show.js';
 import { abortUpgrade, type UpgradeResult, upgradeClient } from '../ops/upgrade.js';
 import { PROVISIONING_STATUSES, type ProvisioningStatus } from '../tenancy/platform-rows.js';
 import { BOOLEAN_FEATURES, DEDICATED_TIERS, type DedicatedTier, LIMIT_NAMES } from '../tenancy/tiers.js';
@@ -105,6 +106,65 @@ export function clientCommands(program: Command, ctx: CommandContext): void {
       if (o.json) return ctx.json(result);
       ctx.out(formatVerified(result));
     });
+
+  clients
+    .command('update')
+    .description(
+      "change a client's name or its per-client overrides of the tier's features and limits (the tier moves only with `clients upgrade`)",
+    )
+    .requiredOption('--client <id>', 'client id', parseUuid)
+    .option('--name <name>', 'a new name')
+    .option(
+      '--features <json>',
+      'overrides to set, merged over the stored ones, e.g. {"max_concurrent_sessions": 5}; null means unlimited',
+      parseJsonObject,
+    )
+    .option(
+      '--unset-feature <key>',
+      "remove an override: the tier's value applies again (repeatable)",
+      (v: string, all: string[]) => [...all, v],
+      [] as string[],
+    )
+    .option('--allow-duplicate-name', 'rename it even though another client has this name')
+    .option('--json', 'print the result as JSON')
+    .action(
+      async (o: {
+        client: string;
+        name?: string;
+        features?: Record<string, unknown>;
+        unsetFeature: string[];
+        allowDuplicateName?: boolean;
+        json?: boolean;
+      }) => {
+        const ops = ctx.operations();
+        const { client, previousFeatures } = await updateClientRecord(
+          { platform: ops.platform },
+          {
+            clientId: o.client,
+            ...(o.name !== undefined ? { name: o.name } : {}),
+            ...(o.features ? { features: o.features } : {}),
+            ...(o.unsetFeature.length ? { unsetFeatures: o.unsetFeature } : {}),
+            allowDuplicateName: o.allowDuplicateName === true,
+          },
+        );
+        const effective = effectiveFeatures(client);
+        if (o.json) {
+          return ctx.json({
+            client: publicClient(client),
+            previous_features: previousFeatures,
+            effective,
+          });
+        }
+        ctx.out(`updated client ${client.id} "${client.name}" (${client.tier})`);
+        ctx.out(
+          `overrides   ${JSON.stringify(client.tier_features ?? {})}  (before: ${JSON.stringify(previousFeatures)})`,
+        );
+        for (const line of formatEffectiveFeatures(effective)) ctx.out(line);
+        ctx.err(
+          `note: running workers apply it within CLIENT_CACHE_TTL_MS (${Math.round(ops.config.tenancy.clientCacheTtlMs / 1000)} s); sessions already running keep what they started with`,
+        );
+      },
+    );
 
   clients
     .command('show')
@@ -311,16 +371,10 @@ export function formatVerified(r: VerifyResult): string {
     : `client ${r.clientId} is the recorded owner of project ${r.projectRef}`;
 }
 
-export function formatClientDescription(d: ClientDescription): string[] {
-  const lines = [
-    `client      ${d.id} "${d.name}"`,
-    `tier        ${d.tier} (${d.hostingType}), max_sidekicks ${d.maxSidekicks ?? 'unlimited'}`,
-    `provisioned ${d.provisioning.status}${d.provisioning.error ? `: ${d.provisioning.error}` : ''}`,
-    `migration   ${d.migration.status}${d.migration.state?.phase ? ` (last phase: ${d.migration.state.phase})` : ''}`,
-  ];
-  const e = d.effective;
+/** The limits and features in force, those a client's overrides set marked with `*`. */
+export function formatEffectiveFeatures(e: ClientDescription['effective']): string[] {
   const mark = (f: string) => (e.overridden.includes(f as never) ? '*' : '');
-  lines.push(
+  const lines = [
     `limits      ${LIMIT_NAMES.map((l) => `${l} ${e.features[l] ?? 'unlimited'}${mark(l)}`).join(', ')}`,
     `features    ${BOOLEAN_FEATURES.filter((f) => e.features[f])
       .map((f) => `${f}${mark(f)}`)
@@ -330,12 +384,24 @@ export function formatClientDescription(d: ClientDescription): string[] {
         .map((f) => `${f}${mark(f)}`)
         .join(', ') || '(none)'
     }`,
-  );
+  ];
   if (e.overridden.length)
     lines.push(
       `            * set by this client's overrides (tier_features / max_sidekicks), not by the ${e.tier} tier`,
     );
   for (const w of e.warnings) lines.push(`warning     ${w}`);
+  return lines;
+}
+
+export function formatClientDescription(d: ClientDescription): string[] {
+  const lines = [
+    `client      ${d.id} "${d.name}"`,
+    // The limits line below has max_sidekicks as it is in force (column, override or tier).
+    `tier        ${d.tier} (${d.hostingType})`,
+    `provisioned ${d.provisioning.status}${d.provisioning.error ? `: ${d.provisioning.error}` : ''}`,
+    `migration   ${d.migration.status}${d.migration.state?.phase ? ` (last phase: ${d.migration.state.phase})` : ''}`,
+  ];
+  lines.push(...formatEffectiveFeatures(d.effective));
   if (d.pool) {
     lines.push(
       `pool        ${d.pool.name} (${d.pool.id}), write fence ${d.pool.writeFence ?? '(not registered)'}`,

@@ -1,12 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import { createSupabase } from '../tenancy/supabase.js';
-import {
-  BOOLEAN_FEATURES,
-  LIMIT_NAMES,
-  TIER_FEATURES,
-  TIER_HOSTING,
-  tierFeatureProblems,
-} from '../tenancy/tiers.js';
+import { overridableFeatures, TIER_FEATURES, TIER_HOSTING, tierFeatureProblems } from '../tenancy/tiers.js';
 import { isUuid, type Tier } from '../tenancy/types.js';
 import { ensureDedicatedProject, projectOf } from './dedicated.js';
 import { UsageError } from './errors.js';
@@ -38,6 +33,16 @@ export interface ProvisionRequest {
   adoptExistingData?: boolean | undefined;
 }
 
+/** Refuses overrides the tier does not take, naming each and the keys it does take. */
+export function checkFeatureOverrides(tier: Tier, overrides: unknown): void {
+  const problems = tierFeatureProblems(tier, overrides);
+  if (problems.length) {
+    throw new UsageError(
+      `--features: ${problems.join('; ')} (keys the ${tier} tier lets a client override: ${overridableFeatures(tier).join(', ')})`,
+    );
+  }
+}
+
 export interface ProvisionResult {
   client: ClientRow;
   /** The row was created by this run (false: an earlier run's row was finished or found ready). */
@@ -59,12 +64,7 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
   if (!isUuid(id)) throw new UsageError(`--id: expected a uuid, got "${req.clientId}"`);
   if (!req.name.trim()) throw new UsageError('--name: the client needs a name');
   const hosting = TIER_HOSTING[req.tier];
-  const problems = tierFeatureProblems(req.tier, req.tierFeatures ?? {});
-  if (problems.length) {
-    throw new UsageError(
-      `--features: ${problems.join('; ')} (valid keys: ${[...BOOLEAN_FEATURES, ...LIMIT_NAMES].join(', ')})`,
-    );
-  }
+  checkFeatureOverrides(req.tier, req.tierFeatures ?? {});
   const log = deps.log.child({ client_id: id, tier: req.tier });
 
   let row = await deps.platform.findClient(id);
@@ -73,6 +73,12 @@ export async function provisionClient(deps: ProvisionDeps, req: ProvisionRequest
     if (row.tier !== req.tier) {
       throw new UsageError(
         `client ${id} already exists as ${row.tier}; to change its tier use \`sidekick clients upgrade\``,
+      );
+    }
+    // A re-run that asks for other overrides would be "already ready" with them silently ignored.
+    if (req.tierFeatures && !isDeepStrictEqual(req.tierFeatures, row.tier_features ?? {})) {
+      throw new UsageError(
+        `--features: client ${id} already exists with other overrides (${JSON.stringify(row.tier_features ?? {})}); change them with \`sidekick clients update --client ${id} --features …\``,
       );
     }
     if (row.provisioning_status === 'ready') return { client: row, created: false, alreadyReady: true };

@@ -98,7 +98,8 @@ export async function describeClient(
   return description;
 }
 
-function effectiveFeatures(row: {
+/** The features in force for a client's platform row: its tier's, with its overrides merged over them. */
+export function effectiveFeatures(row: {
   tier: string;
   tier_features: unknown;
   max_sidekicks: number | null;

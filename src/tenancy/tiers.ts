@@ -223,6 +223,12 @@ function warnDropped(warn: FeatureWarn, tier: Tier, key: string, expected: strin
  * of the wrong type, or fixed fact it would try to change, in words naming the key. Sessions never
  * fail on such a row (resolveFeatures drops what is wrong, with a warning); writing one is refused.
  */
+/** The feature names a client's overrides may set for this tier (what FIXED holds is not among them). */
+export function overridableFeatures(tier: Tier): FeatureName[] {
+  const fixed = FIXED[tier] ?? {};
+  return [...BOOLEAN_FEATURES, ...LIMIT_NAMES].filter((f) => !(f in fixed));
+}
+
 export function tierFeatureProblems(tier: Tier, overrides: unknown): string[] {
   const problems: string[] = [];
   resolveFeatures({ tier, tierFeatures: overrides }, (msg, fields) => {
