@@ -67,6 +67,12 @@ async function startedWithDatabases() {
     timeoutMs: 180_000,
   });
   started.push(worker);
+  // A scrape answers without starting a database: the embedded ones start on first use (a scrape
+  // that started the platform would have waited for it, and its line is printed by then).
+  const scrape = await fetch(`http://127.0.0.1:${healthPort}/metrics`);
+  expect(scrape.status).toBe(200);
+  expect(await scrape.text()).not.toContain('sidekick_work_items{');
+  expect(worker.output()).not.toContain('database started');
   await useEveryDatabase(worker.tree());
   const tree = worker.tree();
   seen.push(...tree);

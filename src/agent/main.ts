@@ -103,7 +103,10 @@ async function main(): Promise<void> {
   const notice = new LiveKitConnectionNotice(config.livekit.url, log, warmPlatform);
   routeLiveKitLogs(liveKitLogger(config.logLevel, notice));
   // HEALTH_PORT is ours: /metrics here, / and /worker passed to LiveKit's server behind it.
-  const { health, liveKitPort } = await serveWorkerHealth(runtime, config.healthPort, log);
+  const embeddedPlatform = embedded.stack?.platform;
+  const { health, liveKitPort } = await serveWorkerHealth(runtime, config.healthPort, log, {
+    platformUp: () => embeddedPlatform?.started ?? true,
+  });
   void reportReady(health.port, liveKitPort, log).then((ready) => {
     if (!ready) return;
     // LiveKit's worker runs (its health server answers): its own handler drains the jobs on SIGTERM

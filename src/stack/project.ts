@@ -22,6 +22,8 @@ export interface LocalProject {
   postgrest: PostgrestProcess;
   /** 'pglite', or the database's URL on the real server ('' while a lazy project has not started). */
   backend: string;
+  /** The database and PostgREST are up (a lazy project: after its first request). */
+  readonly started: boolean;
   stop(): Promise<void>;
 }
 
@@ -113,6 +115,9 @@ export async function startProject(opts: ProjectOptions): Promise<LocalProject> 
     postgrest,
     get backend() {
       return started?.backend ?? (opts.serverUrl ? '' : 'pglite');
+    },
+    get started() {
+      return started !== undefined;
     },
     stop,
   };

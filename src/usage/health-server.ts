@@ -91,13 +91,21 @@ export async function serveWorkerHealth(
     env?: NodeJS.ProcessEnv;
     /** How long one reading of the outbox's depth serves scrapes (one platform request). */
     outboxCacheMs?: number;
+    /**
+     * Whether the platform may be asked for the outbox now: the embedded one starts on its first
+     * request, and a scrape must not be it (the gauge is empty until the platform is up).
+     */
+    platformUp?: () => boolean;
   } = {},
 ): Promise<{ health: HealthServer; liveKitPort: number }> {
   const env = opts.env ?? process.env;
   const relay = await startMetricsRelay(runtime.metrics.registry);
   // LiveKit forks the job processes from this one: they inherit the variable.
   env[METRICS_SOCKET_ENV] = relay.path;
-  runtime.metrics.withProcessMetrics().withWorkQueue(() => runtime.work.depth(), opts.outboxCacheMs);
+  const platformUp = opts.platformUp ?? (() => true);
+  runtime.metrics
+    .withProcessMetrics()
+    .withWorkQueue(() => (platformUp() ? runtime.work.depth() : Promise.resolve([])), opts.outboxCacheMs);
   const liveKitPort = await freePort();
   const health = await startHealthServer({
     port,
