@@ -325,6 +325,19 @@ describe('docs add: file types and encodings', () => {
       2,
     );
 
+    // An empty file or one of white space is bad input (exit 2), not worth retrying.
+    for (const [name, content, why] of [
+      ['empty.txt', '', 'the file is empty'],
+      ['blank.md', '  \n\n\t\n', 'only white space'],
+    ] as const) {
+      const nothing = await sidekick(
+        ['docs', 'add', '--client', clientId, '--agent', 'guide', await file(name, content)],
+        env,
+      );
+      expect(nothing.code, nothing.stderr).toBe(2);
+      expect(nothing.stderr).toContain(`${name}: no text could be extracted (${why}); nothing was written`);
+    }
+
     const latin = await file('menu.txt', Buffer.from('Caf\xe9 cr\xe8me, cr\xeape au beurre', 'latin1'));
     const refused = await sidekick(['docs', 'add', '--client', clientId, '--agent', 'guide', latin], env);
     expect(refused.code).toBe(2);
@@ -603,7 +616,21 @@ describe('docs: bad input exits 2 and names the field', () => {
         '20',
         'x.txt',
       ],
-      /--chunk-overlap must be below --chunk-size/,
+      /--chunk-overlap \(20\) must be below --chunk-size \(10\)/,
+    ],
+    [
+      [
+        'docs',
+        'add',
+        '--client',
+        'a1a1a1a1-0000-4000-8000-000000000001',
+        '--agent',
+        'bike-guide',
+        '--chunk-size',
+        '100',
+        'x.txt',
+      ],
+      /--chunk-overlap \(150, the default\) must be below --chunk-size \(100\): give a smaller --chunk-overlap/,
     ],
     [
       ['docs', 'list', '--client', 'a1a1a1a1-0000-4000-8000-000000000001', '--agent', 'nobody'],

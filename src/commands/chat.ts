@@ -40,7 +40,7 @@ export function chatCommand(program: Command, ctx: CommandContext): void {
           );
         if (!(o.agent ?? demo)) {
           throw new UsageError(
-            `--agent: which of its sidekicks (\`sidekick agents list --client ${o.client}\` shows them)`,
+            `--agent: required with --client: which of its sidekicks to talk to (\`sidekick agents list --client ${o.client}\` shows them)`,
           );
         }
         const metadata = parseJobMetadata(

@@ -25,7 +25,7 @@ export function docsCommands(program: Command, ctx: CommandContext): void {
     .requiredOption('--agent <slug>', 'the sidekick (slug or id)', parseSidekick)
     .argument('<files...>', 'files to load')
     .option('--chunk-size <n>', 'characters per chunk', parseCount, 1000)
-    .option('--chunk-overlap <n>', 'characters shared by neighbouring chunks', parseCount, 150)
+    .option('--chunk-overlap <n>', 'characters shared by neighbouring chunks (default 150)', parseCount)
     .addOption(
       new Option('--encoding <name>', 'how text files are encoded')
         .choices(TEXT_ENCODINGS)
@@ -44,7 +44,7 @@ export function docsCommands(program: Command, ctx: CommandContext): void {
           client: string;
           agent: string;
           chunkSize: number;
-          chunkOverlap: number;
+          chunkOverlap?: number;
           encoding: TextEncoding;
           reembed?: boolean;
           json?: boolean;

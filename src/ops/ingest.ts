@@ -129,7 +129,9 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
   if (opts.files.length === 0) throw new UsageError('docs add: name at least one file');
   const splitOpts = { chunkSize: opts.chunkSize ?? 1000, chunkOverlap: opts.chunkOverlap ?? 150 };
   if (splitOpts.chunkOverlap >= splitOpts.chunkSize)
-    throw new UsageError('--chunk-overlap must be below --chunk-size');
+    throw new UsageError(
+      `--chunk-overlap (${splitOpts.chunkOverlap}${opts.chunkOverlap === undefined ? ', the default' : ''}) must be below --chunk-size (${splitOpts.chunkSize}): give a smaller --chunk-overlap or a larger --chunk-size`,
+    );
   const clientId = clientIdArg(opts.clientId);
   const conn = await connectClient(deps, clientId);
   const db = conn.db;
@@ -170,7 +172,11 @@ export async function ingestDocuments(deps: IngestDeps, opts: IngestOptions): Pr
     const data = await readFile(file);
     const sha256 = createHash('sha256').update(data).digest('hex');
     const { text, mime, pages } = await extractText(file, data, { encoding: opts.encoding });
-    if (!text.trim()) throw new OpsError(`${file}: no text could be extracted`);
+    // Bad input, not a failure: running it again cannot find text that is not there.
+    if (!text.trim())
+      throw new UsageError(
+        `${file}: no text could be extracted (${data.length === 0 ? 'the file is empty' : mime === 'application/pdf' ? 'a PDF without a text layer (scanned pages need OCR first)' : 'only white space'}); nothing was written`,
+      );
     const same = must(
       `looking for an earlier copy of ${file}`,
       await db

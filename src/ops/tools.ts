@@ -268,7 +268,7 @@ export async function testTool(
         outbound: deps.outbound,
         signing: loaded.signing,
         secrets: loaded.values,
-        conversationId: () => `test-${callId}`,
+        conversationId: () => callId,
       },
       { callId },
     );
