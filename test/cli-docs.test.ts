@@ -169,10 +169,10 @@ describe('docs add of a changed file replaces the document atomically', () => {
       expect(json<{ documents: Array<{ outcome: string }> }>(again).documents[0]!.outcome).toBe(
         'already_loaded',
       );
-      const listed = json<{ documents: Array<{ title: string }> }>(
+      const listed = json<{ documents: Array<{ title: string; sidekicks: string[] }> }>(
         await sidekick(['docs', 'list', '--client', clientId, '--json'], env),
       );
-      expect(listed.documents.map((d) => d.title)).toEqual(['hours.txt']);
+      expect(listed.documents.map((d) => [d.title, d.sidekicks])).toEqual([['hours.txt', ['guide']]]);
       // A new file is still one too many.
       const extra = await file('extra.txt', 'Something else entirely.');
       const refused = await sidekick(['docs', 'add', '--client', clientId, '--agent', 'guide', extra], env);
@@ -538,7 +538,7 @@ describe('the embedding model of a sidekick’s documents', () => {
       );
       const listed = await sidekick(['docs', 'list', '--client', clientId], withOpenAI);
       expect(listed.stdout.trim().split('\n')).toHaveLength(1);
-      expect(listed.stdout).toMatch(/ready\s+12 chunks\s+flaky\.md\s+\[text-embedding-3-small\]/);
+      expect(listed.stdout).toMatch(/ready\s+12 chunks\s+flaky\.md {2}\(\S+\) {2}\[text-embedding-3-small\]/);
     } finally {
       await openai.close();
     }

@@ -361,7 +361,7 @@ describe('the sidekick CLI', () => {
       'cli-notes.md',
     ]);
     const human = await cli(['docs', 'list', '--client', client.id]);
-    expect(human.stdout).toMatch(/ready\s+\d+ chunks?\s+cli-notes\.md/);
+    expect(human.stdout).toMatch(/ready\s+\d+ chunks?\s+cli-notes\.md {2}\(guide\)/);
   });
 
   it('chat: a text conversation with a sidekick through the session code, stored in its database', async () => {

@@ -175,7 +175,8 @@ export function formatIngested(d: IngestedDocument): string {
 export function formatListing(d: DocumentListing): string {
   const model = d.embeddingModel ? `  [${d.embeddingModel}]` : '';
   const version = d.versionOf ? `  (new version of ${d.versionOf}, being written)` : '';
-  return `${d.id}  ${(d.status ?? '').padEnd(10)} ${(d.chunks === null ? '? chunks' : plural(d.chunks, 'chunk')).padStart(12)}  ${d.title ?? ''}${model}${version}`;
+  const used = `  ${d.sidekicks.length ? `(${d.sidekicks.join(', ')})` : '(no sidekick)'}`;
+  return `${d.id}  ${(d.status ?? '').padEnd(10)} ${(d.chunks === null ? '? chunks' : plural(d.chunks, 'chunk')).padStart(12)}  ${d.title ?? ''}${used}${model}${version}`;
 }
 
 export function formatDocument(d: DocumentDetails): string[] {

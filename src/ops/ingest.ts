@@ -437,6 +437,8 @@ export interface DocumentListing {
   /** A version being written beside the one in use (replacing it, or re-embedding it). */
   versionOf: string | null;
   createdAt: string | null;
+  /** The slugs of the sidekicks that use it (none: no session retrieves it). */
+  sidekicks: string[];
 }
 
 /** `sidekick docs list`: the client's documents (or one sidekick's), all of them, in pages. */
@@ -447,18 +449,18 @@ export async function listDocuments(
   const clientId = clientIdArg(opts.clientId);
   const db = (await connectClient(deps, clientId)).db;
   const agent = opts.agent ? await findAgent(db, opts.agent) : null;
-  let allowed: Set<string> | null = null;
-  if (agent) {
-    allowed = new Set();
-    for await (const row of tenantRows(db, 'agent_documents', 'id, document_id', (b) =>
-      b.eq('agent_id', agent.id),
-    )) {
-      allowed.add(String(row.document_id));
-    }
+  // Which sidekicks use each document: two of the same name are told apart by it.
+  const slugs = new Map<string, string>();
+  for await (const a of tenantRows(db, 'agents', 'id, slug')) slugs.set(String(a.id), String(a.slug));
+  const users = new Map<string, string[]>();
+  for await (const l of tenantRows(db, 'agent_documents', 'id, document_id, agent_id')) {
+    const doc = String(l.document_id);
+    users.set(doc, [...(users.get(doc) ?? []), slugs.get(String(l.agent_id)) ?? String(l.agent_id)]);
   }
   const documents: DocumentListing[] = [];
   for await (const d of tenantRows(db, 'documents', 'id, title, status, source_type, metadata, created_at')) {
-    if (allowed && !allowed.has(String(d.id))) continue;
+    const sidekicks = (users.get(String(d.id)) ?? []).sort();
+    if (agent && !sidekicks.includes(agent.slug)) continue;
     const meta = (d.metadata ?? {}) as Record<string, unknown>;
     documents.push({
       id: String(d.id),
@@ -474,6 +476,7 @@ export async function listDocuments(
           ? String(meta[VERSION_KEYS.reembedOf] ?? meta[VERSION_KEYS.replaces] ?? '') || null
           : null,
       createdAt: (d.created_at as string | null) ?? null,
+      sidekicks,
     });
   }
   return { clientId, agent, documents };
