@@ -387,6 +387,32 @@ describe('the sidekick CLI', () => {
       );
       expect(row!.n).toBe(1);
 
+      // Continued with --conversation: the same conversation, without the opening line again.
+      const id = /conversation ([0-9a-f-]{36}) \(--conversation to continue it\)/.exec(chat.stdout)![1]!;
+      const resumed = await cli(
+        [
+          'chat',
+          '--client',
+          a.clientId,
+          '--agent',
+          a.agentSlug,
+          '--user',
+          stack.demo!.userId,
+          '--conversation',
+          id,
+        ],
+        env,
+        'And for gravel?\n/quit\n',
+      );
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(resumed.stderr).toMatch(/1 turn; transcript rows written 2, dropped 0/);
+      const turns = await stack.pool.sql.query<{ role: string; content: string }>(
+        `SELECT role, content FROM conversation_transcripts WHERE conversation_id = $1 ORDER BY created_at`,
+        [id],
+      );
+      expect(turns.map((t) => t.role)).toEqual(['assistant', 'user', 'assistant', 'user', 'assistant']);
+      expect(turns.at(-2)!.content).toBe('And for gravel?');
+
       // A model that refuses (a bad key, say) is said, not left as silence, and the command fails (1).
       openai.failNext('chat', 401, 10);
       const refused = await cli(['chat', '--client', a.clientId, '--agent', a.agentSlug], env, 'Hello?\n');

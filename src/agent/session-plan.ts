@@ -125,6 +125,8 @@ export interface PlannedSession {
   conversationId: string;
   /** Its row exists already (continued, or created at session start): the transcript store need not. */
   conversationClaimed: boolean;
+  /** The job continues a conversation that already has turns: its greeting was said then. */
+  conversationContinued: boolean;
   /** What is known about the user, read once per session (empty without a user_id). */
   overview: UserOverview;
 }
@@ -254,6 +256,7 @@ export async function planSession(
     degraded: !start,
     conversationId: conversationId ?? randomUUID(),
     conversationClaimed: start?.conversation.claimed ?? false,
+    conversationContinued: start?.conversation.status === 'continued',
     overview: start?.overview ?? {},
   };
 }

@@ -56,12 +56,8 @@ export async function prepareSession(
 ): Promise<PreparedSession> {
   const startedAt = new Date();
   const { config, connections } = runtime;
-  const { plan, connection, degraded, conversationId, conversationClaimed, overview } = await planSession(
-    metadata,
-    connections,
-    log,
-    { claimConversation: true, embedder: runtime.embedder },
-  );
+  const { plan, connection, degraded, conversationId, conversationClaimed, conversationContinued, overview } =
+    await planSession(metadata, connections, log, { claimConversation: true, embedder: runtime.embedder });
   log.info(
     {
       tier: plan.tier,
@@ -143,6 +139,7 @@ export async function prepareSession(
     context,
     userId: metadata.userId,
     conversationId,
+    greet: !conversationContinued,
     overview,
     video: plan.video.enabled ? opts.video : undefined,
     observe: opts.observe,

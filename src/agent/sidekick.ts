@@ -12,6 +12,8 @@ export interface SidekickDeps {
   context: ContextManager;
   userId: string | undefined;
   conversationId: string;
+  /** Say the sidekick's greeting on entering (not when the job continues a conversation). */
+  greet?: boolean;
   /** The user overview read at session start, folded into the instructions (its one place). */
   overview: UserOverview;
   /** The user's camera or screen share, when the plan allows video. */
@@ -59,7 +61,8 @@ export class Sidekick extends voice.Agent {
 
   override async onEnter(): Promise<void> {
     const greeting = this.deps.plan.sidekick.greeting;
-    if (greeting) this.session.say(greeting);
+    // A continued conversation was greeted when it began: the opening line is not said twice.
+    if (greeting && this.deps.greet !== false) this.session.say(greeting);
   }
 
   override async llmNode(
