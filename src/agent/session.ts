@@ -138,7 +138,7 @@ export async function prepareSession(
     tools: tools.entries,
     context,
     userId: metadata.userId,
-    conversationId,
+    conversationId: () => transcripts.conversationId,
     greet: !conversationContinued,
     overview,
     video: plan.video.enabled ? opts.video : undefined,

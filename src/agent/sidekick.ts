@@ -11,7 +11,11 @@ export interface SidekickDeps {
   /** Also in a degraded session: lookups fail fast while the database is down, and work once it is back. */
   context: ContextManager;
   userId: string | undefined;
-  conversationId: string;
+  /**
+   * The conversation the turns go to (kept out of recall): the store's, which may replace the
+   * job's when that one cannot be used.
+   */
+  conversationId: () => string;
   /** Say the sidekick's greeting on entering (not when the job continues a conversation). */
   greet?: boolean;
   /** The user overview read at session start, folded into the instructions (its one place). */
@@ -113,7 +117,7 @@ export class Sidekick extends voice.Agent {
         query: text,
         agentSlug: plan.sidekick.slug,
         userId,
-        conversationId,
+        conversationId: conversationId(),
         signal,
       });
     } catch (err) {

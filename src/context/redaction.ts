@@ -25,7 +25,6 @@ import type { ClientSettings } from '../tenancy/client-settings.js';
  */
 
 export type PiiKind = 'email' | 'phone' | 'card' | 'iban';
-export const PII_KINDS: readonly PiiKind[] = ['email', 'phone', 'card', 'iban'];
 const MARKER: Record<PiiKind, string> = {
   email: '[email]',
   phone: '[phone]',

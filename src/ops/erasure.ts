@@ -2,7 +2,8 @@ import type { ClientConnectionManager } from '../tenancy/connections.js';
 import type { SupabaseClient } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId, asUserId } from '../tenancy/types.js';
-import { dbError, type PostgrestErrorLike } from './errors.js';
+import { dbError, must, type PostgrestErrorLike } from './errors.js';
+import { connectClient } from './tenant.js';
 
 /**
  * What is kept about one end user of one client, and "forget me": their conversations, turns
@@ -58,7 +59,8 @@ export async function describeUser(
 ): Promise<UserRecord> {
   const clientId = asClientId(q.clientId, '--client');
   const userId = asUserId(q.userId, '--user');
-  const { db } = await deps.connections.forClient(clientId);
+  // Checked like every operator command: a project recording another owner is refused.
+  const { db } = await connectClient(deps, clientId);
   const overviews = must(
     'reading the user overviews',
     await db.from('user_overviews').select('agent_id, sections, updated_at').eq('user_id', userId),
@@ -111,7 +113,8 @@ export async function forgetUser(
 ): Promise<Erasure> {
   const clientId = asClientId(q.clientId, '--client');
   const userId = asUserId(q.userId, '--user');
-  const { db } = await deps.connections.forClient(clientId);
+  // Checked like every operator command: a project recording another owner is refused.
+  const { db } = await connectClient(deps, clientId);
   if (!q.yes) {
     const removes = await countErasure(deps.platform, db, clientId, userId);
     if (Object.values(removes).some((n) => n > 0)) return { clientId, userId, deleted: false, removes };
@@ -236,11 +239,6 @@ async function workItems(platform: SupabaseClient, clientId: string, userId: str
     .retry(false);
   if (error) throw dbError('reading the user’s work items', error);
   return (data ?? []) as Array<{ kind: string; status: string }>;
-}
-
-function must(what: string, res: { data: unknown; error: PostgrestErrorLike | null }): unknown {
-  if (res.error) throw dbError(what, res.error);
-  return res.data;
 }
 
 function count(what: string, res: { count: number | null; error: PostgrestErrorLike | null }): number {

@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { ClientConnectionManager } from '../tenancy/connections.js';
-import { asClientId } from '../tenancy/types.js';
 import type { Leases } from '../work/leases.js';
 import { OpsError, UsageError } from './errors.js';
 import type { PlatformAdmin } from './platform.js';
+import { connectClient } from './tenant.js';
 
 /**
  * The retention sweep: for every ready client whose tier (or override) limits
@@ -160,7 +160,9 @@ async function sweep(
     out.push(c);
     const t0 = performance.now();
     try {
-      const connection = await deps.connections.forClient(asClientId(row.id));
+      // A client whose project records another owner is not swept (the sweep would delete that
+      // owner's turns by this client's retention): the error says so, like every operator command.
+      const connection = await connectClient(deps, row.id);
       c.retentionDays = connection.features.transcript_retention_days;
       if (c.retentionDays === null) {
         c.skipped = 'kept without limit';

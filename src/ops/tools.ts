@@ -63,10 +63,13 @@ async function load(deps: TenantDeps, clientId: string, agent: string) {
 }
 
 /** What sessions of this sidekick get, as they would decide it (the client's secrets included, when readable). */
-async function listing(deps: ToolOpsDeps, conn: ClientConnection, s: SidekickRow): Promise<ToolListing> {
-  const names = deps.secrets
-    ? new Set((await deps.secrets.list(conn.clientId)).map((secret) => secret.name))
-    : undefined;
+async function listing(
+  deps: ToolOpsDeps,
+  conn: ClientConnection,
+  s: SidekickRow,
+  known?: ReadonlySet<string>,
+): Promise<ToolListing> {
+  const names = known ?? (await secretNames(deps, conn.clientId));
   return {
     clientId: conn.clientId,
     sidekick: { id: s.id, slug: s.slug, name: s.name },
@@ -79,6 +82,11 @@ async function listing(deps: ToolOpsDeps, conn: ClientConnection, s: SidekickRow
     }),
     maxTools: conn.features.max_tools,
   };
+}
+
+/** The names of the client's secrets; undefined without SECRETS_KEY (no store to ask). */
+async function secretNames(deps: ToolOpsDeps, clientId: string): Promise<ReadonlySet<string> | undefined> {
+  return deps.secrets ? new Set((await deps.secrets.list(clientId)).map((secret) => secret.name)) : undefined;
 }
 
 /** The client's tools (HTTP and MCP, in every sidekick) that name a secret: what its deletion leaves out of sessions. */
@@ -159,11 +167,11 @@ export async function addTool(
     );
   }
   const notes: string[] = [];
+  const known = await secretNames(deps, conn.clientId);
   if (entry.secret) {
-    if (!deps.secrets)
+    if (!known)
       throw new UsageError('SECRETS_KEY is not set: tools with a secret need it (see .env.example)');
-    const known = (await deps.secrets.list(conn.clientId)).map((s) => s.name);
-    if (!known.includes(entry.secret.name)) {
+    if (!known.has(entry.secret.name)) {
       throw new UsageError(
         `secret.name: client ${conn.clientId} has no secret ${entry.secret.name}: set it first (\`sidekick secrets set --client ${conn.clientId} --name ${entry.secret.name}\`)`,
       );
@@ -193,7 +201,11 @@ export async function addTool(
       );
     }
   }
-  return { ...(await listing(deps, conn, written)), added: { kind: opts.kind, name: entry.name }, notes };
+  return {
+    ...(await listing(deps, conn, written, known)),
+    added: { kind: opts.kind, name: entry.name },
+    notes,
+  };
 }
 
 export async function removeTool(

@@ -218,17 +218,17 @@ function warnDropped(warn: FeatureWarn, tier: Tier, key: string, expected: strin
   warn('tier_features override dropped: wrong type', { tier, key, expected, got: describeType(value) });
 }
 
-/**
- * What is wrong with overrides an operator is about to write (`--features`): each unknown key, value
- * of the wrong type, or fixed fact it would try to change, in words naming the key. Sessions never
- * fail on such a row (resolveFeatures drops what is wrong, with a warning); writing one is refused.
- */
 /** The feature names a client's overrides may set for this tier (what FIXED holds is not among them). */
 export function overridableFeatures(tier: Tier): FeatureName[] {
   const fixed = FIXED[tier] ?? {};
   return [...BOOLEAN_FEATURES, ...LIMIT_NAMES].filter((f) => !(f in fixed));
 }
 
+/**
+ * What is wrong with overrides an operator is about to write (`--features`): each unknown key, value
+ * of the wrong type, or fixed fact it would try to change, in words naming the key. Sessions never
+ * fail on such a row (resolveFeatures drops what is wrong, with a warning); writing one is refused.
+ */
 export function tierFeatureProblems(tier: Tier, overrides: unknown): string[] {
   const problems: string[] = [];
   resolveFeatures({ tier, tierFeatures: overrides }, (msg, fields) => {

@@ -32,8 +32,6 @@ export interface MetricsRelay {
   readonly path: string;
   /** Every job process's metrics (live ones and what gone ones counted), to add to the main registry's. */
   snapshots(): Metrics[];
-  /** Resolves once a message from a job process has been taken in (tests). */
-  received(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -47,7 +45,6 @@ export async function startMetricsRelay(known: Registry, path = defaultSocketPat
   );
   const live = new Map<Socket, Metrics>();
   let retired: Metrics = [];
-  let waiters: Array<() => void> = [];
 
   const accept = (raw: string): Metrics | undefined => {
     let parsed: unknown;
@@ -73,8 +70,6 @@ export async function startMetricsRelay(known: Registry, path = defaultSocketPat
         const metrics = accept(buffer.slice(0, nl));
         buffer = buffer.slice(nl + 1);
         if (metrics) live.set(socket, metrics);
-        for (const w of waiters) w();
-        waiters = [];
       }
     });
     socket.on('error', () => undefined);
@@ -100,7 +95,6 @@ export async function startMetricsRelay(known: Registry, path = defaultSocketPat
   return {
     path,
     snapshots: () => [retired, ...live.values()],
-    received: () => new Promise<void>((resolve) => waiters.push(resolve)),
     async close() {
       for (const s of live.keys()) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -55,7 +55,6 @@ export function afterSessionHandlers(runtime: WorkerRuntime, deps: AfterSessionD
 }
 
 export interface BackgroundWork {
-  runner: WorkRunner;
   /** No new work; what runs gets `graceMs` to finish (what does not resumes on another worker). */
   stop(graceMs?: number): Promise<void>;
 }
@@ -63,14 +62,13 @@ export interface BackgroundWork {
 export function startBackgroundWork(
   runtime: WorkerRuntime,
   deps: AfterSessionDeps & { platform: PlatformAdmin },
-  opts: { pollMs?: number; spoolFlushMs?: number; retentionCheckMs?: number; leaseSweepMs?: number } = {},
 ): BackgroundWork {
   const { log } = runtime;
   const runner = new WorkRunner({
     queue: runtime.work,
     handlers: afterSessionHandlers(runtime, deps),
     log: log.child({ component: 'work' }),
-    pollMs: opts.pollMs ?? 2000,
+    pollMs: 2000,
     concurrency: 4,
   });
   runner.start();
@@ -90,13 +88,11 @@ export function startBackgroundWork(
     t.unref();
     timers.push(t);
   };
-  every(opts.spoolFlushMs ?? 10_000, 'moving the local transcript spool', () => runtime.spool.flushLocal());
+  every(10_000, 'moving the local transcript spool', () => runtime.spool.flushLocal());
   // Sessions whose process died: their leases expire, and their ledger rows are written from the
   // last renewal (by whichever worker gets there first, once).
-  every(
-    opts.leaseSweepMs ?? Math.min(30_000, runtime.config.leases.ttlS * 500),
-    'settling expired session leases',
-    () => runtime.leases.settleExpired(),
+  every(Math.min(30_000, runtime.config.leases.ttlS * 500), 'settling expired session leases', () =>
+    runtime.leases.settleExpired(),
   );
   const interval = runtime.config.retention.sweepIntervalS;
   if (interval > 0) {
@@ -107,12 +103,9 @@ export function startBackgroundWork(
       holder: runtime.work.workerId,
       log: log.child({ component: 'retention' }),
     };
-    every(opts.retentionCheckMs ?? Math.min(60_000, interval * 1000), 'the retention sweep', () =>
-      sweepIfDue(retention, interval),
-    );
+    every(Math.min(60_000, interval * 1000), 'the retention sweep', () => sweepIfDue(retention, interval));
   }
   return {
-    runner,
     async stop(graceMs = 10_000) {
       for (const t of timers) clearInterval(t);
       await runner.stop(graceMs);

@@ -14,8 +14,8 @@ import { isRetryableDbError } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId } from '../tenancy/types.js';
 import type { WorkQueue } from './queue.js';
-import { GiveUp, type WorkHandler } from './runner.js';
-import { type PostSessionPayload, postSessionSchema } from './session-payload.js';
+import { dbFailure, GiveUp, type WorkHandler } from './runner.js';
+import { type PostSessionPayload, postSessionDedupeKey, postSessionSchema } from './session-payload.js';
 import { enqueueWebhook } from './webhook.js';
 
 export { type PostSessionPayload, postSessionSchema };
@@ -34,16 +34,19 @@ export const POST_SESSION = 'post_session';
 /** Enough for a fence of hours (the backoff doubles from 5 s to an hour). */
 export const POST_SESSION_ATTEMPTS = 12;
 
-export const postSessionDedupeKey = (p: Pick<PostSessionPayload, 'session_id'>) => `session:${p.session_id}`;
-
-export function enqueuePostSession(queue: WorkQueue, payload: PostSessionPayload) {
-  return queue.enqueue({
+/** The session's post-session item, as queued at its end or after its spooled turns are in. */
+export function postSessionRequest(payload: PostSessionPayload) {
+  return {
     kind: POST_SESSION,
     clientId: payload.client_id,
     dedupeKey: postSessionDedupeKey(payload),
     payload,
     maxAttempts: POST_SESSION_ATTEMPTS,
-  });
+  };
+}
+
+export function enqueuePostSession(queue: WorkQueue, payload: PostSessionPayload) {
+  return queue.enqueue(postSessionRequest(payload));
 }
 
 export interface PostSessionDeps {
@@ -153,7 +156,7 @@ async function readKnown(db: TenantQuery, userId: string, sidekickId: string) {
     p_user_id: userId,
     p_agent_id: sidekickId,
   });
-  if (error) throw failure('reading the user overview', error, status);
+  if (error) throw dbFailure('reading the user overview', error, status);
   return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, unknown>) : {};
 }
 
@@ -165,7 +168,7 @@ async function readTurns(db: TenantQuery, conversationId: string): Promise<Store
     .order('created_at', { ascending: false })
     .order('id', { ascending: false })
     .limit(MAX_TURNS);
-  if (error) throw failure('reading the transcript', error, status);
+  if (error) throw dbFailure('reading the transcript', error, status);
   return ((data ?? []) as unknown as Array<StoredTurn & { content: string | null }>)
     .filter((t) => t.content)
     .reverse();
@@ -190,7 +193,7 @@ async function writeSummary(
     if (!res.data?.length) throw new GiveUp('the conversation is gone (erased or expired)');
     return;
   }
-  if (res.error.code !== 'PGRST204') throw failure('writing the summary', res.error, res.status);
+  if (res.error.code !== 'PGRST204') throw dbFailure('writing the summary', res.error, res.status);
   if (!legacyWarned) {
     legacyWarned = true;
     log.warn(
@@ -198,13 +201,13 @@ async function writeSummary(
     );
   }
   const read = await db.from('conversations').select('metadata').eq('id', conversationId).maybeSingle();
-  if (read.error) throw failure('reading the conversation', read.error, read.status);
+  if (read.error) throw dbFailure('reading the conversation', read.error, read.status);
   const metadata = { ...((read.data?.metadata as Record<string, unknown> | null) ?? {}), summary: s.summary };
   const legacy = await db
     .from('conversations')
     .update({ title: s.title || null, metadata })
     .eq('id', conversationId);
-  if (legacy.error) throw failure('writing the summary', legacy.error, legacy.status);
+  if (legacy.error) throw dbFailure('writing the summary', legacy.error, legacy.status);
 }
 let legacyWarned = false;
 
@@ -212,9 +215,4 @@ async function sidekickOf(db: TenantQuery, slug: string): Promise<string> {
   const found = await findSidekick(db, { slug });
   if (!found) throw new GiveUp(`sidekick ${slug} does not exist in the client's database`);
   return found.id;
-}
-
-function failure(what: string, error: { message: string; code?: string }, status: number): Error {
-  const message = `${what}: ${error.message}${error.code ? ` (${error.code})` : ''}`;
-  return isRetryableDbError(error, status) ? new Error(message) : new GiveUp(message);
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { isRetryableDbError } from '../tenancy/supabase.js';
 import type { WorkItem, WorkQueue } from './queue.js';
 
 /** Does one kind of work. Must be idempotent: an item whose lease expired mid-run runs again. */
@@ -14,6 +15,12 @@ export class GiveUp extends Error {
     super(message);
     this.name = 'GiveUp';
   }
+}
+
+/** A database error in a handler: worth another attempt when it may pass (retryable), else GiveUp. */
+export function dbFailure(what: string, error: { message: string; code?: string }, status: number): Error {
+  const message = `${what}: ${error.message}${error.code ? ` (${error.code})` : ''}`;
+  return isRetryableDbError(error, status) ? new Error(message) : new GiveUp(message);
 }
 
 export interface WorkRunnerOptions {

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { redactorFor, redactTurn } from '../context/redaction.js';
 import type { SpooledConversation, SpooledTurn, TranscriptStats, Turn } from '../context/transcripts.js';
 import type { ClientSettings } from '../tenancy/client-settings.js';
-import { enqueuePostSession, POST_SESSION, postSessionDedupeKey } from './post-session.js';
+import { enqueuePostSession, postSessionRequest } from './post-session.js';
 import type { WorkQueue } from './queue.js';
 import type { PostSessionPayload } from './session-payload.js';
 import type { TranscriptSpool } from './spool.js';
@@ -48,12 +48,12 @@ export function sessionAftercare(
   return {
     redact: redact ? (turn) => redactTurn(redact, turn) : undefined,
     spool: (rows, conversation) => {
-      const job = payload(conversation.id);
-      return deps.spool.spill(session.clientId, rows, conversation, {
-        kind: POST_SESSION,
-        dedupeKey: postSessionDedupeKey(job),
-        payload: job,
-      });
+      return deps.spool.spill(
+        session.clientId,
+        rows,
+        conversation,
+        postSessionRequest(payload(conversation.id)),
+      );
     },
     async end(stats, conversationId) {
       if (stats.spooled > 0) return;

@@ -13,3 +13,6 @@ export const postSessionSchema = z.object({
   ended_at: z.string(),
 });
 export type PostSessionPayload = z.infer<typeof postSessionSchema>;
+
+/** One session, one post-session item and one report: the dedupe key both are queued under. */
+export const postSessionDedupeKey = (p: Pick<PostSessionPayload, 'session_id'>) => `session:${p.session_id}`;

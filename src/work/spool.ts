@@ -7,11 +7,10 @@ import { type Embedder, vectorLiteral } from '../context/embeddings.js';
 import type { SpooledConversation, SpooledTurn } from '../context/transcripts.js';
 import type { ClientConnectionManager } from '../tenancy/connections.js';
 import { findSidekick } from '../tenancy/sidekicks.js';
-import { isRetryableDbError } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId } from '../tenancy/types.js';
 import type { WorkQueue } from './queue.js';
-import { GiveUp, type WorkHandler } from './runner.js';
+import { dbFailure, GiveUp, type WorkHandler } from './runner.js';
 
 /**
  * Turns a session could not write before it ended (its client's database fenced by a tier move,
@@ -49,7 +48,12 @@ const payloadSchema = z.object({
   rows: z.array(turnSchema).min(1),
   /** Work to queue once the turns are in (the session's post-session job waits for them). */
   follow_up: z
-    .object({ kind: z.string(), dedupe_key: z.string(), payload: z.record(z.string(), z.unknown()) })
+    .object({
+      kind: z.string(),
+      dedupe_key: z.string(),
+      payload: z.record(z.string(), z.unknown()),
+      max_attempts: z.number().int().positive().optional(),
+    })
     .optional(),
 });
 export type SpoolPayload = z.infer<typeof payloadSchema>;
@@ -58,6 +62,7 @@ export interface FollowUp {
   kind: string;
   dedupeKey: string;
   payload: Record<string, unknown>;
+  maxAttempts?: number;
 }
 
 export class TranscriptSpool {
@@ -90,7 +95,14 @@ export class TranscriptSpool {
       },
       rows: [...rows],
       ...(followUp
-        ? { follow_up: { kind: followUp.kind, dedupe_key: followUp.dedupeKey, payload: followUp.payload } }
+        ? {
+            follow_up: {
+              kind: followUp.kind,
+              dedupe_key: followUp.dedupeKey,
+              payload: followUp.payload,
+              ...(followUp.maxAttempts ? { max_attempts: followUp.maxAttempts } : {}),
+            },
+          }
         : {}),
     };
     // The first row's id names this spool everywhere: a second spill of the same rows is one item.
@@ -167,10 +179,6 @@ export class TranscriptSpool {
 }
 
 /** A refusal that retrying cannot fix, or one that passes (fence, outage): the runner retries those. */
-function dbFailure(what: string, res: { error: { message: string; code?: string }; status: number }): Error {
-  const message = `${what}: ${res.error.message}${res.error.code ? ` (${res.error.code})` : ''}`;
-  return isRetryableDbError(res.error, res.status) ? new Error(message) : new GiveUp(message);
-}
 
 /** Writes spooled turns into their client's database; then queues what waited for them. */
 export function transcriptSpoolHandler(deps: {
@@ -209,7 +217,7 @@ export function transcriptSpoolHandler(deps: {
         const res = await db
           .from('conversation_transcripts')
           .upsert(batch, { onConflict: 'id', ignoreDuplicates: true });
-        if (res.error) throw dbFailure(`writing ${batch.length} spooled turns`, res);
+        if (res.error) throw dbFailure(`writing ${batch.length} spooled turns`, res.error, res.status);
       }
       if (p.follow_up) {
         const payload = { ...p.follow_up.payload, conversation_id: conversationId };
@@ -218,6 +226,7 @@ export function transcriptSpoolHandler(deps: {
           clientId,
           dedupeKey: p.follow_up.dedupe_key,
           payload,
+          ...(p.follow_up.max_attempts ? { maxAttempts: p.follow_up.max_attempts } : {}),
         });
       }
       return { written: rows.length, conversation_id: conversationId };
@@ -247,10 +256,10 @@ async function claimConversation(db: TenantQuery, p: SpoolPayload, agentId: stri
       .from('conversations')
       .upsert({ id, agent_id: agentId, user_id: userId }, { onConflict: 'id', ignoreDuplicates: true })
       .select('id');
-    if (res.error) throw dbFailure('creating the conversation', res);
+    if (res.error) throw dbFailure('creating the conversation', res.error, res.status);
     if (res.data?.length) return id;
     const found = await db.from('conversations').select('agent_id, user_id').eq('id', id).maybeSingle();
-    if (found.error) throw dbFailure('reading the conversation', found);
+    if (found.error) throw dbFailure('reading the conversation', found.error, found.status);
     if (found.data && found.data.agent_id === agentId && (found.data.user_id ?? null) === userId) return id;
   }
   throw new GiveUp('neither the conversation nor its replacement could be claimed');

@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import type { ClientConnectionManager } from '../tenancy/connections.js';
-import { isRetryableDbError } from '../tenancy/supabase.js';
 import type { TenantQuery } from '../tenancy/tenant-query.js';
 import { asClientId } from '../tenancy/types.js';
 import type { WorkItem, WorkQueue } from './queue.js';
-import { GiveUp, type WorkHandler } from './runner.js';
-import { type PostSessionPayload, postSessionSchema } from './session-payload.js';
+import { dbFailure, GiveUp, type WorkHandler } from './runner.js';
+import { type PostSessionPayload, postSessionDedupeKey, postSessionSchema } from './session-payload.js';
 import { type SigningSecrets, type WebhookTransport, WebhookUnreachableError } from './webhook-outbound.js';
 
 /**
@@ -42,10 +41,7 @@ export interface SessionReport {
   summary: string | null;
   /** The session's stored turns (redacted when the client redacts), only with webhook_transcript on. */
   transcript?: Array<{ role: string; content: string; at: string }>;
-  /**
-   * Session usage (minutes, tokens, characters). Documented and reserved: absent until the usage
-   * ledger lands; receivers must treat it as optional.
-   */
+  /** Session usage (minutes, tokens, characters); optional: receivers must not rely on it. */
   usage?: Record<string, number>;
 }
 
@@ -53,7 +49,7 @@ export function enqueueWebhook(queue: WorkQueue, p: PostSessionPayload): Promise
   return queue.enqueue({
     kind: WEBHOOK,
     clientId: p.client_id,
-    dedupeKey: `session:${p.session_id}`,
+    dedupeKey: postSessionDedupeKey(p),
     payload: p,
     maxAttempts: WEBHOOK_ATTEMPTS,
   });
@@ -129,7 +125,7 @@ export async function buildReport(
   withTranscript: boolean,
 ): Promise<SessionReport> {
   const conv = await db.from('conversations').select('*').eq('id', p.conversation_id).maybeSingle();
-  if (conv.error) throw failure('reading the conversation', conv.error, conv.status);
+  if (conv.error) throw dbFailure('reading the conversation', conv.error, conv.status);
   const row = (conv.data ?? null) as {
     title?: string | null;
     summary?: string | null;
@@ -161,7 +157,7 @@ export async function buildReport(
       .order('created_at')
       .order('id')
       .limit(MAX_REPORT_TURNS);
-    if (turns.error) throw failure('reading the transcript', turns.error, turns.status);
+    if (turns.error) throw dbFailure('reading the transcript', turns.error, turns.status);
     report.transcript = (
       (turns.data ?? []) as unknown as Array<{ role: string; content: string | null; created_at: string }>
     )
@@ -169,9 +165,4 @@ export async function buildReport(
       .map((t) => ({ role: t.role, content: t.content!, at: t.created_at }));
   }
   return report;
-}
-
-function failure(what: string, error: { message: string; code?: string }, status: number): Error {
-  const message = `${what}: ${error.message}${error.code ? ` (${error.code})` : ''}`;
-  return isRetryableDbError(error, status) ? new Error(message) : new GiveUp(message);
 }

@@ -6,20 +6,34 @@
  */
 
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { LRUCache } from 'lru-cache';
 
 // allErrors: the model fixes every field in one retry. strict off: a client's schema may carry
-// keywords for the model (examples, titles) that ajv does not know.
-const ajv = new Ajv({ allErrors: true, strict: false });
-const compiled = new WeakMap<object, ValidateFunction>();
+// keywords for the model (examples, titles) that ajv does not know. addUsedSchema off: ajv would
+// otherwise keep every schema it compiles (and refuse a second one with the same $id); each job
+// request parses the tools config afresh, so the compiled validators are kept here instead,
+// by the schema's text, a bounded number of them.
+const ajv = new Ajv({ allErrors: true, strict: false, addUsedSchema: false });
+const compiled = new LRUCache<string, ValidateFunction | { problem: string }>({ max: 500 });
+
+function validatorOf(parameters: object): ValidateFunction | { problem: string } {
+  const key = JSON.stringify(parameters);
+  let v = compiled.get(key);
+  if (!v) {
+    try {
+      v = ajv.compile(parameters);
+    } catch (err) {
+      v = { problem: (err as Error).message };
+    }
+    compiled.set(key, v);
+  }
+  return v;
+}
 
 /** Why a tool's schema cannot check anything (ajv cannot compile it), or undefined when it can. */
 export function schemaProblem(parameters: object): string | undefined {
-  try {
-    ajv.compile(parameters);
-    return undefined;
-  } catch (err) {
-    return (err as Error).message;
-  }
+  const v = validatorOf(parameters);
+  return typeof v === 'function' ? undefined : v.problem;
 }
 
 function describe(e: ErrorObject): string {
@@ -33,11 +47,10 @@ function describe(e: ErrorObject): string {
 
 /** What is wrong with the arguments, one phrase per problem; empty when they fit the schema. */
 export function argumentProblems(parameters: object, args: unknown): string[] {
-  let validate = compiled.get(parameters);
-  if (!validate) {
-    validate = ajv.compile(parameters);
-    compiled.set(parameters, validate);
-  }
+  const validate = validatorOf(parameters);
+  // The config refuses a schema that does not compile, so a session never holds one.
+  if (typeof validate !== 'function')
+    return [`the tool's parameters are not a valid JSON Schema: ${validate.problem}`];
   if (validate(args)) return [];
   return [...new Set((validate.errors ?? []).map(describe))];
 }

@@ -18,8 +18,6 @@ import { type McpToolset, mcpToolset } from './mcp.js';
 export interface SessionTools {
   /** For the Sidekick's `tools`. */
   entries: llm.ToolContextEntry[];
-  /** The model-side names of the client's HTTP tools (MCP tools arrive with their server). */
-  names: string[];
   /** Closes MCP connections (agents-js closes them too when the agent ends). */
   close(): Promise<void>;
 }
@@ -53,7 +51,7 @@ export async function prepareSessionTools(plan: SessionPlan, deps: SessionToolsD
         truncated: false,
       }),
   });
-  const none: SessionTools = { entries: [endCall], names: [], close: async () => undefined };
+  const none: SessionTools = { entries: [endCall], close: async () => undefined };
   const wanted = decision.http.length + decision.mcp.length;
   if (!wanted) return none;
   if (!deps.secrets) {
@@ -100,7 +98,6 @@ export async function prepareSessionTools(plan: SessionPlan, deps: SessionToolsD
   );
   return {
     entries: [...http, ...mcp.map((m) => m.toolset), endCall],
-    names: http.map((t) => t.name),
     close: async () => {
       await Promise.all(mcp.map((m) => m.close()));
     },
